@@ -1,0 +1,31 @@
+GO      ?= go
+BIN     := bin/snap
+PKGS    := ./...
+# Fuzz targets run briefly in `make test`; longer by hand: make fuzz FUZZTIME=5m
+FUZZTIME ?= 10s
+
+.PHONY: build test vet fuzz demo bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/snap
+
+vet:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (gofmt -l . && exit 1)
+
+test: build vet
+	$(GO) test -count=1 -timeout 60m $(PKGS)
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzSparseRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
+	$(GO) test -run '^$$' -fuzz '^FuzzParseLayer$$' -fuzztime $(FUZZTIME) ./diff
+
+demo: build
+	./fixtures/demo.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench
+
+clean:
+	rm -rf bin

@@ -1,0 +1,67 @@
+// Package cli is snap's command line: it parses flags, calls the library and
+// prints results. Nothing else lives here.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// usageError marks errors in how snap was called (exit code 2).
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// App builds the snap command line.
+func App(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:      "snap",
+		Usage:     "commit and snapshot engine for container images",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", EnvVars: []string{"SNAP_ROOT"}, Usage: "image store `DIR`", Value: defaultRoot()},
+		},
+		Commands: []*cli.Command{
+			layerCommand(),
+			diffCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+	return app
+}
+
+// Run runs snap with args and returns the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := App(stdout, stderr).RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "snap: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func defaultRoot() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/snap"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return d + "/snap"
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return h + "/.local/share/snap"
+	}
+	return ".snap"
+}

@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"snap/diff"
+)
+
+func sourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "upper", Usage: "overlayfs upper `DIR`"},
+		&cli.StringFlag{Name: "rootfs", Usage: "complete root filesystem `DIR`, compared with the lowers"},
+		&cli.StringSliceFlag{Name: "lower", Usage: "lower layer `DIR`, top-most first (repeat)"},
+		&cli.StringFlag{Name: "upper-format", Value: "overlay", Usage: "whiteout convention of --upper: overlay or aufs"},
+	}
+}
+
+// source turns the --upper/--rootfs flags into a change source.
+func source(c *cli.Context) (diff.Source, error) {
+	upper, rootfs, lowers := c.String("upper"), c.String("rootfs"), c.StringSlice("lower")
+	switch {
+	case upper != "" && rootfs != "":
+		return nil, usagef("--upper and --rootfs exclude each other")
+	case upper != "":
+		f, err := diff.ParseFormat(c.String("upper-format"))
+		if err != nil {
+			return nil, usageError{err}
+		}
+		return diff.Overlay{Upper: upper, Lowers: lowers, Format: f}, nil
+	case rootfs != "":
+		return diff.Rootfs{Root: rootfs, Lowers: lowers}, nil
+	}
+	return nil, usagef("%s needs --upper DIR or --rootfs DIR", c.Command.Name)
+}
+
+func layerCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "layer",
+		Usage:     "write one OCI layer from an upper dir or a rootfs",
+		UsageText: "snap layer (--upper DIR | --rootfs DIR) [--lower DIR]... [-o FILE] [--compression none|gzip|zstd]",
+		Flags: append(sourceFlags(),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the layer to `FILE` (default stdout)"},
+			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, gzip or zstd"},
+			&cli.StringFlag{Name: "source-date-epoch", EnvVars: []string{"SOURCE_DATE_EPOCH"}, Usage: "clamp mtimes to these Unix `SECONDS`"},
+			&cli.BoolFlag{Name: "sparse", Usage: "store holes as PAX sparse entries"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("layer: unexpected argument %q", c.Args().First())
+			}
+			src, err := source(c)
+			if err != nil {
+				return err
+			}
+			opts, err := layerOptions(c)
+			if err != nil {
+				return err
+			}
+			out := c.String("output")
+			if out == "" {
+				_, err := diff.WriteLayer(c.Context, c.App.Writer, src, opts)
+				return err
+			}
+			res, err := writeFileAtomic(out, func(f *os.File) (diff.Result, error) {
+				return diff.WriteLayer(c.Context, f, src, opts)
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, res.DiffID)
+			if opts.Compression != diff.None {
+				fmt.Fprintln(c.App.Writer, res.Digest)
+			}
+			return nil
+		},
+	}
+}
+
+func layerOptions(c *cli.Context) (diff.Options, error) {
+	comp, err := diff.ParseCompression(c.String("compression"))
+	if err != nil {
+		return diff.Options{}, usageError{err}
+	}
+	opts := diff.Options{Compression: comp, Sparse: c.Bool("sparse")}
+	if s := c.String("source-date-epoch"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return opts, usagef("source date epoch %q: want whole seconds since 1970", s)
+		}
+		t := time.Unix(n, 0).UTC()
+		opts.SourceDateEpoch = &t
+	}
+	return opts, nil
+}
+
+// writeFileAtomic writes through a temp file in the same directory, then
+// fsyncs and renames it, so a killed snap never leaves half a file at path.
+func writeFileAtomic[T any](path string, write func(*os.File) (T, error)) (T, error) {
+	var zero T
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return zero, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	v, err := write(f)
+	if err != nil {
+		return zero, err
+	}
+	if err := f.Sync(); err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
+func diffCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "diff",
+		Usage:     "list changed paths like docker diff",
+		UsageText: "snap diff (--upper DIR | --rootfs DIR) [--lower DIR]...",
+		Flags:     sourceFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("container %q: snap has no container store yet; use --upper or --rootfs", c.Args().First())
+			}
+			src, err := source(c)
+			if err != nil {
+				return err
+			}
+			return src.Walk(c.Context, func(ch diff.Change) error {
+				_, err := fmt.Fprintln(c.App.Writer, ch)
+				return err
+			})
+		},
+	}
+}

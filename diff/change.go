@@ -1,0 +1,82 @@
+// Package diff finds what a container changed and writes it as an OCI layer.
+//
+// A Source yields Changes in docker's entry order (depth-first, each
+// directory's entries sorted by name); WriteLayer turns them into a tar
+// stream with whiteouts and opaque markers. The same changes feed `snap diff`.
+package diff
+
+import (
+	"context"
+	"io/fs"
+	"path"
+)
+
+// Kind says how a path differs from the image below it, as `docker diff` prints it.
+type Kind byte
+
+const (
+	Added   Kind = 'A'
+	Changed Kind = 'C'
+	Deleted Kind = 'D'
+)
+
+func (k Kind) String() string { return string(k) }
+
+// Change is one path that differs from the lowers.
+type Change struct {
+	Kind Kind
+	// Path is slash-separated and relative to the root, without a leading slash.
+	Path string
+	// Abs is where the new content lives on disk; empty for Deleted.
+	Abs string
+	// Info describes the new file (Lstat); nil for Deleted.
+	Info fs.FileInfo
+	// Opaque is set on a directory whose lower contents are hidden.
+	Opaque bool
+	// WhiteoutInfo, for Deleted changes read from an overlay upper, is the
+	// whiteout device itself, so the tar entry keeps its owner and time as
+	// docker's does.
+	WhiteoutInfo fs.FileInfo
+}
+
+// String renders the change as a `docker diff` line.
+func (c Change) String() string { return string(c.Kind) + " /" + c.Path }
+
+// Source yields the changes of one layer, in docker's entry order.
+type Source interface {
+	Walk(ctx context.Context, fn func(Change) error) error
+}
+
+// ancestors tracks directories that are emitted only once something beneath
+// them changes (docker's ChangesDirs does the same, so that permissions of
+// parent directories travel with the layer).
+type ancestors struct {
+	fn      func(Change) error
+	pending []Change
+}
+
+func (a *ancestors) push(c Change) { a.pending = append(a.pending, c) }
+
+// pop drops the pending entry of the directory being left, if it never got emitted.
+func (a *ancestors) pop(p string) {
+	if n := len(a.pending); n > 0 && a.pending[n-1].Path == p {
+		a.pending = a.pending[:n-1]
+	}
+}
+
+func (a *ancestors) emit(c Change) error {
+	for _, p := range a.pending {
+		if err := a.fn(p); err != nil {
+			return err
+		}
+	}
+	a.pending = a.pending[:0]
+	return a.fn(c)
+}
+
+func join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return path.Join(dir, name)
+}

@@ -1,0 +1,65 @@
+package diff
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression is how a layer blob is compressed.
+type Compression string
+
+const (
+	None Compression = "none"
+	Gzip Compression = "gzip"
+	Zstd Compression = "zstd"
+)
+
+// ParseCompression reads a --compression value.
+func ParseCompression(s string) (Compression, error) {
+	switch c := Compression(s); c {
+	case None, Gzip, Zstd:
+		return c, nil
+	case "":
+		return None, nil
+	}
+	return "", fmt.Errorf("unknown compression %q (want none, gzip or zstd)", s)
+}
+
+// MediaType is the OCI layer media type for blobs compressed this way.
+func (c Compression) MediaType() string {
+	switch c {
+	case Gzip:
+		return ocispec.MediaTypeImageLayerGzip
+	case Zstd:
+		return ocispec.MediaTypeImageLayerZstd
+	}
+	return ocispec.MediaTypeImageLayer
+}
+
+// gzipBlock is fixed so that the blob is the same whatever the number of CPUs:
+// pgzip compresses each block on its own.
+const gzipBlock = 1 << 20
+
+func compressor(w io.Writer, c Compression) (io.WriteCloser, error) {
+	switch c {
+	case None, "":
+		return nil, nil
+	case Gzip:
+		gz, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+		if err != nil {
+			return nil, err
+		}
+		if err := gz.SetConcurrency(gzipBlock, 2*runtime.GOMAXPROCS(0)); err != nil {
+			return nil, err
+		}
+		return gz, nil
+	case Zstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	}
+	return nil, fmt.Errorf("unknown compression %q", c)
+}

@@ -1,0 +1,154 @@
+package diff
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	archive "github.com/moby/go-archive"
+)
+
+// Format names the whiteout convention of an upper dir.
+type Format int
+
+const (
+	// FormatOverlay is overlayfs: char 0/0 whiteouts, opaque xattrs.
+	FormatOverlay Format = iota
+	// FormatAUFS is an AUFS branch: .wh.NAME files and .wh..wh..opq markers.
+	FormatAUFS
+)
+
+// ParseFormat reads a --upper-format value.
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "", "overlay", "overlayfs":
+		return FormatOverlay, nil
+	case "aufs":
+		return FormatAUFS, nil
+	}
+	return 0, fmt.Errorf("unknown upper format %q (want overlay or aufs)", s)
+}
+
+// Overlay walks an overlayfs upper dir. It reads only the upper, so its cost
+// follows the size of the change; Lowers (top-most first) are read only to
+// tell an added path from a changed one.
+type Overlay struct {
+	Upper  string
+	Lowers []string
+	Format Format
+}
+
+// Walk yields the upper's changes in docker's order.
+func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
+	root, err := os.Lstat(o.Upper)
+	if err != nil {
+		return fmt.Errorf("upper dir: %w", err)
+	}
+	if !root.IsDir() {
+		return fmt.Errorf("upper dir %s: not a directory", o.Upper)
+	}
+	if err := o.refuseRedirect(o.Upper, ""); err != nil {
+		return err
+	}
+	var lv *lowerView
+	if len(o.Lowers) > 0 {
+		lv = &lowerView{dirs: o.Lowers}
+	}
+	return o.walkDir(ctx, fn, "", o.Upper, lv)
+}
+
+func (o Overlay) refuseRedirect(abs, rel string) error {
+	for _, x := range []string{"redirect", "metacopy"} {
+		has, err := overlayHas(abs, x)
+		if err != nil {
+			return err
+		}
+		if has {
+			return fmt.Errorf("upper /%s: overlay %s xattr (mount uses redirect_dir or metacopy); the upper alone does not hold the change, use --rootfs with the merged dir instead", rel, x)
+		}
+	}
+	return nil
+}
+
+// walkDir visits one upper directory. lv is the merged lower view of the same
+// directory, nil when the lowers are unknown or hidden.
+func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs string, lv *lowerView) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		return fmt.Errorf("read upper: %w", err)
+	}
+	var lower map[string]*lowerEntry
+	if lv != nil {
+		if lower, err = lv.list(); err != nil {
+			return err
+		}
+	}
+	for _, e := range ents {
+		name := e.Name()
+		crel, cabs := join(rel, name), filepath.Join(abs, name)
+		info, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("upper /%s: %w", crel, err)
+		}
+		if o.Format == FormatAUFS && strings.HasPrefix(name, archive.WhiteoutPrefix) {
+			if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
+				continue // AUFS' own bookkeeping (.wh..wh.plnk, .wh..wh..opq, ...)
+			}
+			if err := fn(Change{Kind: Deleted, Path: join(rel, name[len(archive.WhiteoutPrefix):]), WhiteoutInfo: info}); err != nil {
+				return err
+			}
+			continue
+		}
+		if o.Format == FormatOverlay && isWhiteout(info) {
+			if err := fn(Change{Kind: Deleted, Path: crel, WhiteoutInfo: info}); err != nil {
+				return err
+			}
+			continue
+		}
+		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
+			return fmt.Errorf("upper /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
+		}
+		if info.Mode()&fs.ModeSocket != 0 {
+			continue // sockets cannot be archived; docker skips them too
+		}
+		if info.Mode().IsRegular() || info.IsDir() {
+			if err := o.refuseRedirect(cabs, crel); err != nil {
+				return err
+			}
+		}
+		c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info}
+		le := lower[name]
+		if le != nil {
+			c.Kind = Changed
+		}
+		if info.IsDir() {
+			if o.Format == FormatAUFS {
+				c.Opaque, err = opaqueDir(cabs)
+			} else {
+				c.Opaque, err = overlayFlag(cabs, "opaque")
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+		if info.IsDir() {
+			var child *lowerView
+			if le != nil && le.info.IsDir() && !c.Opaque {
+				child = &le.view
+			}
+			if err := o.walkDir(ctx, fn, crel, cabs, child); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

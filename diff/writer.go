@@ -1,0 +1,265 @@
+package diff
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"syscall"
+	"time"
+
+	archive "github.com/moby/go-archive"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// Options tune the layer writer.
+type Options struct {
+	Compression Compression
+	// SourceDateEpoch, when set, clamps every newer mtime to it, so the same
+	// tree gives the same digests however often it is written.
+	SourceDateEpoch *time.Time
+	// Sparse stores holes as PAX 1.0 sparse entries.
+	Sparse bool
+}
+
+// Result describes a written layer.
+type Result struct {
+	DiffID           digest.Digest // sha256 of the uncompressed tar
+	Digest           digest.Digest // sha256 of the blob as written
+	Size             int64         // bytes written
+	UncompressedSize int64
+	MediaType        string
+	Entries          int
+}
+
+// EmptyLayerDiffID is the digest of a tar with no entries, the layer of a
+// commit that changed nothing.
+const EmptyLayerDiffID = digest.Digest("sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef")
+
+// hashWriter hashes and counts what passes through it.
+type hashWriter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func newHashWriter(w io.Writer) *hashWriter { return &hashWriter{w: w, h: sha256.New()} }
+
+func (h *hashWriter) Write(p []byte) (int, error) {
+	h.h.Write(p)
+	n, err := h.w.Write(p)
+	h.n += int64(n)
+	return n, err
+}
+
+func (h *hashWriter) digest() digest.Digest { return digest.NewDigest(digest.SHA256, h.h) }
+
+// WriteLayer streams the changes of src to w as one OCI layer. Each file is
+// read once; the diffID, the compression and the blob digest are all
+// computed as the bytes pass.
+func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Result, error) {
+	blob := newHashWriter(w)
+	comp, err := compressor(blob, opts.Compression)
+	if err != nil {
+		return Result{}, err
+	}
+	var tarOut *hashWriter
+	if comp == nil {
+		tarOut = blob
+	} else {
+		tarOut = newHashWriter(comp)
+	}
+	lw := &layerWriter{tw: tar.NewWriter(tarOut), raw: tarOut, opts: opts, links: map[inode]string{}, buf: make([]byte, 1<<20)}
+	if err := src.Walk(ctx, lw.add); err != nil {
+		return Result{}, err
+	}
+	if err := lw.tw.Close(); err != nil {
+		return Result{}, fmt.Errorf("layer: %w", err)
+	}
+	if comp != nil {
+		if err := comp.Close(); err != nil {
+			return Result{}, fmt.Errorf("layer: compress: %w", err)
+		}
+	}
+	return Result{
+		DiffID:           tarOut.digest(),
+		Digest:           blob.digest(),
+		Size:             blob.n,
+		UncompressedSize: tarOut.n,
+		MediaType:        opts.Compression.MediaType(),
+		Entries:          lw.entries,
+	}, nil
+}
+
+type inode struct{ dev, ino uint64 }
+
+type layerWriter struct {
+	tw      *tar.Writer
+	raw     io.Writer // under tw, for entries archive/tar cannot write (sparse)
+	opts    Options
+	links   map[inode]string
+	buf     []byte
+	entries int
+}
+
+func (lw *layerWriter) time(t time.Time) time.Time {
+	t = t.Truncate(time.Second)
+	if e := lw.opts.SourceDateEpoch; e != nil && t.After(*e) {
+		return *e
+	}
+	return t
+}
+
+func (lw *layerWriter) write(h *tar.Header) error {
+	lw.entries++
+	if err := lw.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("layer /%s: %w", h.Name, err)
+	}
+	return nil
+}
+
+func (lw *layerWriter) add(c Change) error {
+	if c.Kind == Deleted {
+		return lw.write(lw.whiteout(c))
+	}
+	h, err := lw.header(c)
+	if err != nil {
+		return err
+	}
+	if h.Typeflag == tar.TypeReg && h.Size > 0 {
+		return lw.content(c, h)
+	}
+	if err := lw.write(h); err != nil {
+		return err
+	}
+	if c.Opaque {
+		st := c.Info.Sys().(*syscall.Stat_t)
+		return lw.write(&tar.Header{
+			Typeflag: tar.TypeReg,
+			Name:     path.Join(c.Path, archive.WhiteoutOpaqueDir),
+			Mode:     int64(st.Mode & 0o777),
+			Uid:      int(st.Uid),
+			Gid:      int(st.Gid),
+			ModTime:  time.Unix(0, 0),
+			Format:   tar.FormatPAX,
+		})
+	}
+	return nil
+}
+
+// whiteout is the entry that deletes c.Path: dir/.wh.name, an empty regular
+// file. From an overlay upper it keeps the whiteout device's owner and time.
+func (lw *layerWriter) whiteout(c Change) *tar.Header {
+	dir, name := path.Split(c.Path)
+	h := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     dir + archive.WhiteoutPrefix + name,
+		Mode:     0o600,
+		ModTime:  lw.time(time.Unix(0, 0)),
+		Format:   tar.FormatPAX,
+	}
+	if wi := c.WhiteoutInfo; wi != nil {
+		st := wi.Sys().(*syscall.Stat_t)
+		h.Uid, h.Gid, h.ModTime = int(st.Uid), int(st.Gid), lw.time(wi.ModTime())
+		if wi.Mode().IsRegular() { // an AUFS whiteout file travels as it is
+			h.Mode = int64(st.Mode & 0o7777)
+		}
+	}
+	return h
+}
+
+func (lw *layerWriter) header(c Change) (*tar.Header, error) {
+	st, ok := c.Info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, fmt.Errorf("layer /%s: no stat", c.Path)
+	}
+	h := &tar.Header{
+		Name:    c.Path,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: lw.time(c.Info.ModTime()),
+		Format:  tar.FormatPAX,
+	}
+	switch st.Mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		h.Typeflag, h.Name = tar.TypeDir, c.Path+"/"
+	case syscall.S_IFREG:
+		h.Typeflag, h.Size = tar.TypeReg, st.Size
+		if st.Nlink > 1 {
+			key := inode{uint64(st.Dev), st.Ino}
+			if first, ok := lw.links[key]; ok {
+				h.Typeflag, h.Size, h.Linkname = tar.TypeLink, 0, first
+			} else {
+				lw.links[key] = c.Path
+			}
+		}
+	case syscall.S_IFLNK:
+		target, err := os.Readlink(c.Abs)
+		if err != nil {
+			return nil, fmt.Errorf("layer /%s: %w", c.Path, err)
+		}
+		h.Typeflag, h.Linkname = tar.TypeSymlink, target
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		h.Typeflag = tar.TypeChar
+		if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
+			h.Typeflag = tar.TypeBlock
+		}
+		h.Devmajor, h.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case syscall.S_IFIFO:
+		h.Typeflag = tar.TypeFifo
+	default:
+		return nil, fmt.Errorf("layer /%s: cannot archive file type %v", c.Path, c.Info.Mode().Type())
+	}
+	xa, err := Xattrs(c.Abs)
+	if err != nil {
+		return nil, fmt.Errorf("layer /%s: %w", c.Path, err)
+	}
+	if len(xa) > 0 {
+		h.PAXRecords = make(map[string]string, len(xa))
+		for k, v := range xa {
+			h.PAXRecords["SCHILY.xattr."+k] = v
+		}
+	}
+	return h, nil
+}
+
+// noWriteTo hides os.File's WriteTo so io.CopyBuffer uses our large buffer.
+type noWriteTo struct{ io.Reader }
+
+func (lw *layerWriter) content(c Change, h *tar.Header) error {
+	f, err := os.Open(c.Abs)
+	if err != nil {
+		return fmt.Errorf("layer /%s: %w", c.Path, err)
+	}
+	defer f.Close()
+	if lw.opts.Sparse {
+		holes, err := dataExtents(f, h.Size)
+		if err != nil {
+			return fmt.Errorf("layer /%s: %w", c.Path, err)
+		}
+		if holes != nil {
+			lw.entries++
+			if err := lw.tw.Flush(); err != nil {
+				return err
+			}
+			return writeSparse(lw.raw, f, h, holes, lw.buf)
+		}
+	}
+	if err := lw.write(h); err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(lw.tw, noWriteTo{io.LimitReader(f, h.Size)}, lw.buf)
+	if err != nil {
+		return fmt.Errorf("layer /%s: %w", c.Path, err)
+	}
+	if n != h.Size {
+		return fmt.Errorf("layer /%s: %w (file shrank while being read)", c.Path, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
