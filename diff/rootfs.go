@@ -128,7 +128,8 @@ func (r Rootfs) walkAdded(ctx context.Context, anc *ancestors, rel, abs string) 
 }
 
 // differs compares metadata the way docker's ChangesDirs does (mode, owner,
-// rdev; size and mtime for non-directories), plus link targets and xattrs.
+// rdev; size and mtime for non-directories), plus link targets, link counts
+// of regular files and xattrs.
 func differs(abs string, info fs.FileInfo, le *lowerEntry) (bool, error) {
 	a, aok := info.Sys().(*syscall.Stat_t)
 	b, bok := le.info.Sys().(*syscall.Stat_t)
@@ -136,6 +137,11 @@ func differs(abs string, info fs.FileInfo, le *lowerEntry) (bool, error) {
 		return true, nil
 	}
 	if a.Mode != b.Mode || a.Uid != b.Uid || a.Gid != b.Gid || a.Rdev != b.Rdev {
+		return true, nil
+	}
+	// A new hardlink to an unchanged file changes the file's link count: the
+	// file must travel with the layer so the new name can link to it.
+	if a.Mode&syscall.S_IFMT == syscall.S_IFREG && a.Nlink != b.Nlink {
 		return true, nil
 	}
 	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
