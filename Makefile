@@ -19,7 +19,7 @@ test: build vet
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSparseRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
-	$(GO) test -run '^$$' -fuzz '^FuzzParseLayer$$' -fuzztime $(FUZZTIME) ./diff
+	$(GO) test -run '^$$' -fuzz '^FuzzNamesRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
 
 demo: build
 	./fixtures/demo.sh

@@ -36,6 +36,9 @@ func App(stdout, stderr io.Writer) *cli.App {
 			return usageError{err}
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
 	return app
 }
 
