@@ -9,8 +9,11 @@ FUZZTIME ?= 10s
 build:
 	$(GO) build -o $(BIN) ./cmd/snap
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (gofmt -l . && exit 1)
 
 test: build vet

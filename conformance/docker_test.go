@@ -241,9 +241,5 @@ func rootfsConformance(t *testing.T, c fixtures.Container, sc scenario, dockerLa
 	for _, d := range Compare(dt, st, ignoreDirTime) {
 		t.Error(d)
 	}
-	var se []Entry
-	for _, e := range entries(t, snap) {
-		se = append(se, e)
-	}
-	checkSnapOnly(t, se, sc.snapOnly)
+	checkSnapOnly(t, entries(t, snap), sc.snapOnly)
 }
