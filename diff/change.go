@@ -33,6 +33,10 @@ type Change struct {
 	Info fs.FileInfo
 	// Opaque is set on a directory whose lower contents are hidden.
 	Opaque bool
+	// Xattrs are the xattrs the layer carries for the path, when the walker
+	// already read them (xattrsKnown); otherwise the writer reads them.
+	Xattrs      map[string]string
+	xattrsKnown bool
 	// WhiteoutInfo, for Deleted changes read from an overlay upper, is the
 	// whiteout device itself, so the tar entry keeps its owner and time as
 	// docker's does.

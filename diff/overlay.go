@@ -50,7 +50,9 @@ func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
 	if !root.IsDir() {
 		return fmt.Errorf("upper dir %s: not a directory", o.Upper)
 	}
-	if err := o.refuseRedirect(o.Upper, ""); err != nil {
+	if _, ov, err := readXattrs(o.Upper); err != nil {
+		return err
+	} else if err := refuseRedirect(ov, ""); err != nil {
 		return err
 	}
 	var lv *lowerView
@@ -60,13 +62,10 @@ func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
 	return o.walkDir(ctx, fn, "", o.Upper, lv)
 }
 
-func (o Overlay) refuseRedirect(abs, rel string) error {
+// refuseRedirect rejects entries whose content is not in the upper alone.
+func refuseRedirect(overlay map[string]string, rel string) error {
 	for _, x := range []string{"redirect", "metacopy"} {
-		has, err := overlayHas(abs, x)
-		if err != nil {
-			return err
-		}
-		if has {
+		if _, has := overlay[x]; has {
 			return fmt.Errorf("upper /%s: overlay %s xattr (mount uses redirect_dir or metacopy); the upper alone does not hold the change, use --rootfs with the merged dir instead", rel, x)
 		}
 	}
@@ -117,24 +116,25 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 		if info.Mode()&fs.ModeSocket != 0 {
 			continue // sockets cannot be archived; docker skips them too
 		}
-		if info.Mode().IsRegular() || info.IsDir() {
-			if err := o.refuseRedirect(cabs, crel); err != nil {
-				return err
-			}
+		c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info, xattrsKnown: true}
+		var ov map[string]string
+		if c.Xattrs, ov, err = readXattrs(cabs); err != nil {
+			return err
 		}
-		c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info}
+		if err := refuseRedirect(ov, crel); err != nil {
+			return err
+		}
 		le := lower[name]
 		if le != nil {
 			c.Kind = Changed
 		}
 		if info.IsDir() {
 			if o.Format == FormatAUFS {
-				c.Opaque, err = opaqueDir(cabs)
+				if c.Opaque, err = opaqueDir(cabs); err != nil {
+					return err
+				}
 			} else {
-				c.Opaque, err = overlayFlag(cabs, "opaque")
-			}
-			if err != nil {
-				return err
+				c.Opaque = ov["opaque"] == "y"
 			}
 		}
 		if err := fn(c); err != nil {

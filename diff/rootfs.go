@@ -94,11 +94,11 @@ func (r Rootfs) walkDir(ctx context.Context, anc *ancestors, rel, abs string, lv
 			}
 			continue
 		}
-		changed, err := differs(cabs, info, le)
+		changed, xa, err := differs(cabs, info, le)
 		if err != nil {
 			return err
 		}
-		c := Change{Kind: Changed, Path: crel, Abs: cabs, Info: info}
+		c := Change{Kind: Changed, Path: crel, Abs: cabs, Info: info, Xattrs: xa, xattrsKnown: xa != nil}
 		if !info.IsDir() {
 			if changed {
 				if err := anc.emit(c); err != nil {
@@ -130,47 +130,48 @@ func (r Rootfs) walkAdded(ctx context.Context, anc *ancestors, rel, abs string) 
 // differs compares metadata the way docker's ChangesDirs does (mode, owner,
 // rdev; size and mtime for non-directories), plus link targets, link counts
 // of regular files and xattrs.
-func differs(abs string, info fs.FileInfo, le *lowerEntry) (bool, error) {
+// It returns the new file's xattrs when it had to read them.
+func differs(abs string, info fs.FileInfo, le *lowerEntry) (bool, map[string]string, error) {
 	a, aok := info.Sys().(*syscall.Stat_t)
 	b, bok := le.info.Sys().(*syscall.Stat_t)
 	if !aok || !bok {
-		return true, nil
+		return true, nil, nil
 	}
 	if a.Mode != b.Mode || a.Uid != b.Uid || a.Gid != b.Gid || a.Rdev != b.Rdev {
-		return true, nil
+		return true, nil, nil
 	}
 	// A new hardlink to an unchanged file changes the file's link count: the
 	// file must travel with the layer so the new name can link to it.
 	if a.Mode&syscall.S_IFMT == syscall.S_IFREG && a.Nlink != b.Nlink {
-		return true, nil
+		return true, nil, nil
 	}
 	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		if a.Size != b.Size || !sameFsTime(time.Unix(a.Mtim.Unix()), time.Unix(b.Mtim.Unix())) {
-			return true, nil
+			return true, nil, nil
 		}
 	}
 	if a.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		t1, err := os.Readlink(abs)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
 		t2, err := os.Readlink(le.abs)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
 		if t1 != t2 {
-			return true, nil
+			return true, nil, nil
 		}
 	}
 	x1, err := Xattrs(abs)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	x2, err := Xattrs(le.abs)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	return !maps.Equal(x1, x2), nil
+	return !maps.Equal(x1, x2), x1, nil
 }
 
 // sameFsTime treats a time with zero nanoseconds as equal to any time in the

@@ -4,17 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-// overlayXattr reports whether an xattr belongs to overlayfs itself; those
-// describe the upper dir, not the container's files, and never enter a layer.
-func overlayXattr(name string) bool {
-	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")
-}
 
 // xattrNames lists a path's xattr names, without following symlinks.
 func xattrNames(p string) ([]string, error) {
@@ -72,33 +65,52 @@ func getXattr(p, name string) (val []byte, ok bool, err error) {
 
 // Xattrs returns the xattrs a layer carries for p: all but overlayfs' own.
 func Xattrs(p string) (map[string]string, error) {
+	layer, _, err := readXattrs(p)
+	return layer, err
+}
+
+// readXattrs lists p's xattrs once and splits them into those a layer
+// carries and overlayfs' own, the latter keyed without their namespace
+// ("opaque", "redirect", ...): the mount's userxattr option decides which
+// namespace overlayfs wrote, and snap cannot know it, so both count.
+func readXattrs(p string) (layer, overlay map[string]string, err error) {
 	names, err := xattrNames(p)
 	if err != nil || len(names) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
-	sort.Strings(names)
-	var m map[string]string
 	for _, n := range names {
-		if overlayXattr(n) {
-			continue
-		}
 		v, ok, err := getXattr(p, n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			continue
 		}
-		if m == nil {
-			m = map[string]string{}
+		if short, isOverlay := overlayKey(n); isOverlay {
+			if overlay == nil {
+				overlay = map[string]string{}
+			}
+			overlay[short] = string(v)
+			continue
 		}
-		m[n] = string(v)
+		if layer == nil {
+			layer = map[string]string{}
+		}
+		layer[n] = string(v)
 	}
-	return m, nil
+	return layer, overlay, nil
 }
 
-// overlayFlag reads a yes/no overlay xattr in either namespace: the mount's
-// userxattr option decides which one overlayfs wrote, and snap cannot know it.
+func overlayKey(name string) (string, bool) {
+	for _, ns := range []string{"trusted.overlay.", "user.overlay."} {
+		if short, ok := strings.CutPrefix(name, ns); ok {
+			return short, true
+		}
+	}
+	return "", false
+}
+
+// overlayFlag reads a yes/no overlay xattr in either namespace.
 func overlayFlag(p, name string) (bool, error) {
 	for _, ns := range []string{"trusted.overlay.", "user.overlay."} {
 		v, ok, err := getXattr(p, ns+name)
@@ -107,17 +119,6 @@ func overlayFlag(p, name string) (bool, error) {
 		}
 		if ok && string(v) == "y" {
 			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// overlayHas reports whether either namespace sets the overlay xattr at all.
-func overlayHas(p, name string) (bool, error) {
-	for _, ns := range []string{"trusted.overlay.", "user.overlay."} {
-		_, ok, err := getXattr(p, ns+name)
-		if err != nil || ok {
-			return ok, err
 		}
 	}
 	return false, nil
