@@ -33,21 +33,22 @@ func (r Rootfs) Walk(ctx context.Context, fn func(Change) error) error {
 	if !root.IsDir() {
 		return fmt.Errorf("rootfs %s: not a directory", r.Root)
 	}
-	anc := &ancestors{fn: fn}
-	return r.walkDir(ctx, anc, "", r.Root, lowerView{dirs: r.Lowers})
+	pool := newScanPool(ctx, scanWorkers)
+	defer pool.stop()
+	top := pool.submit(func() ([]dirItem, error) { return r.scanDir(pool, "", r.Root, lowerView{dirs: r.Lowers}) })
+	return top.emit(ctx, &ancestors{fn: fn})
 }
 
-func (r Rootfs) walkDir(ctx context.Context, anc *ancestors, rel, abs string, lv lowerView) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// scanDir compares one directory with its lowers and schedules the scans of
+// its subdirectories.
+func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirItem, error) {
 	ents, err := os.ReadDir(abs)
 	if err != nil {
-		return fmt.Errorf("read rootfs: %w", err)
+		return nil, fmt.Errorf("read rootfs: %w", err)
 	}
 	lower, err := lv.list()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mine := make(map[string]fs.DirEntry, len(ents))
 	for _, e := range ents {
@@ -60,71 +61,54 @@ func (r Rootfs) walkDir(ctx context.Context, anc *ancestors, rel, abs string, lv
 		}
 	}
 	slices.Sort(names)
+	var items []dirItem
+	subdir := func(c Change, emit bool, view lowerView) {
+		crel, cabs := c.Path, c.Abs
+		sub := pool.submit(func() ([]dirItem, error) { return r.scanDir(pool, crel, cabs, view) })
+		items = append(items, dirItem{c: c, emit: emit, sub: sub})
+	}
 	for _, name := range names {
 		crel, cabs := join(rel, name), filepath.Join(abs, name)
 		e, le := mine[name], lower[name]
 		if e == nil {
-			if err := anc.emit(Change{Kind: Deleted, Path: crel}); err != nil {
-				return err
-			}
+			items = append(items, dirItem{c: Change{Kind: Deleted, Path: crel}, emit: true})
 			continue
 		}
 		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
-			return fmt.Errorf("rootfs /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
+			return nil, fmt.Errorf("rootfs /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
 		}
 		info, err := e.Info()
 		if err != nil {
-			return fmt.Errorf("rootfs /%s: %w", crel, err)
+			return nil, fmt.Errorf("rootfs /%s: %w", crel, err)
 		}
 		if info.Mode()&fs.ModeSocket != 0 {
 			continue
 		}
 		if le == nil || le.info.IsDir() != info.IsDir() {
-			kind := Added
+			c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info}
 			if le != nil {
-				kind = Changed
-			}
-			if err := anc.emit(Change{Kind: kind, Path: crel, Abs: cabs, Info: info}); err != nil {
-				return err
+				c.Kind = Changed
 			}
 			if info.IsDir() {
-				if err := r.walkAdded(ctx, anc, crel, cabs); err != nil {
-					return err
-				}
+				subdir(c, true, lowerView{}) // nothing below it: all of it is added
+			} else {
+				items = append(items, dirItem{c: c, emit: true})
 			}
 			continue
 		}
 		changed, xa, err := differs(cabs, info, le)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c := Change{Kind: Changed, Path: crel, Abs: cabs, Info: info, Xattrs: xa, xattrsKnown: xa != nil}
-		if !info.IsDir() {
-			if changed {
-				if err := anc.emit(c); err != nil {
-					return err
-				}
-			}
-			continue
+		switch {
+		case info.IsDir():
+			subdir(c, changed, le.view)
+		case changed:
+			items = append(items, dirItem{c: c, emit: true})
 		}
-		if changed {
-			if err := anc.emit(c); err != nil {
-				return err
-			}
-		} else {
-			anc.push(c)
-		}
-		if err := r.walkDir(ctx, anc, crel, cabs, le.view); err != nil {
-			return err
-		}
-		anc.pop(crel)
 	}
-	return nil
-}
-
-// walkAdded yields everything beneath a directory that has no lower counterpart.
-func (r Rootfs) walkAdded(ctx context.Context, anc *ancestors, rel, abs string) error {
-	return r.walkDir(ctx, anc, rel, abs, lowerView{})
+	return items, nil
 }
 
 // differs compares metadata the way docker's ChangesDirs does (mode, owner,
