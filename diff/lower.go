@@ -18,6 +18,8 @@ type lowerView struct{ dirs []string }
 
 // lowerEntry is what the merged lowers hold under one name.
 type lowerEntry struct {
+	dir  *dir // the lower directory holding it, open while its parent is compared
+	name string
 	abs  string
 	info fs.FileInfo // nil: whited out
 	view lowerView   // for a directory, the view of its contents
@@ -52,18 +54,27 @@ func opaqueDir(p string) (bool, error) {
 // list merges the directory's entries across the lowers. A lower's whiteout,
 // or a non-directory, hides the name in every lower below it; an opaque
 // directory hides the contents below it.
-func (v lowerView) list() (map[string]*lowerEntry, error) {
+// The caller closes the returned dirs once done with the entries.
+func (v lowerView) list() (map[string]*lowerEntry, []*dir, error) {
 	merged := map[string]*lowerEntry{}
+	var open []*dir
 	for _, d := range v.dirs {
-		ents, err := os.ReadDir(d)
+		ld, err := openDir(d)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read lower %s: %w", d, err)
+			closeDirs(open)
+			return nil, nil, fmt.Errorf("read lower %s: %w", d, err)
 		}
-		for _, e := range ents {
-			name := e.Name()
+		open = append(open, ld)
+		ents, err := ld.entries()
+		if err != nil {
+			closeDirs(open)
+			return nil, nil, fmt.Errorf("read lower %s: %w", d, err)
+		}
+		for _, info := range ents {
+			name := info.Name()
 			if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
 				continue
 			}
@@ -71,12 +82,11 @@ func (v lowerView) list() (map[string]*lowerEntry, error) {
 			if strings.HasPrefix(name, archive.WhiteoutPrefix) {
 				name, whiteout = name[len(archive.WhiteoutPrefix):], true
 			}
-			abs := filepath.Join(d, e.Name())
-			var info fs.FileInfo
-			if !whiteout {
-				if info, err = e.Info(); err != nil {
-					return nil, fmt.Errorf("lower %s: %w", abs, err)
-				}
+			abs := filepath.Join(d, info.Name())
+			entryName := info.Name()
+			if whiteout {
+				info = nil
+			} else {
 				whiteout = isWhiteout(info)
 			}
 			cur, seen := merged[name]
@@ -84,11 +94,12 @@ func (v lowerView) list() (map[string]*lowerEntry, error) {
 			case !seen && whiteout:
 				merged[name] = &lowerEntry{}
 			case !seen:
-				le := &lowerEntry{abs: abs, info: info}
+				le := &lowerEntry{dir: ld, name: entryName, abs: abs, info: info}
 				if info.IsDir() {
 					opaque, err := opaqueDir(abs)
 					if err != nil {
-						return nil, err
+						closeDirs(open)
+						return nil, nil, err
 					}
 					le.view.dirs, le.open = []string{abs}, !opaque
 				}
@@ -96,7 +107,8 @@ func (v lowerView) list() (map[string]*lowerEntry, error) {
 			case cur.open && !whiteout && info.IsDir():
 				opaque, err := opaqueDir(abs)
 				if err != nil {
-					return nil, err
+					closeDirs(open)
+					return nil, nil, err
 				}
 				cur.view.dirs = append(cur.view.dirs, abs)
 				cur.open = !opaque
@@ -110,5 +122,11 @@ func (v lowerView) list() (map[string]*lowerEntry, error) {
 			delete(merged, name)
 		}
 	}
-	return merged, nil
+	return merged, open, nil
+}
+
+func closeDirs(ds []*dir) {
+	for _, d := range ds {
+		d.close()
+	}
 }

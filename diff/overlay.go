@@ -78,23 +78,26 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(abs)
+	d, err := openDir(abs)
+	if err != nil {
+		return fmt.Errorf("read upper: %w", err)
+	}
+	defer d.close()
+	ents, err := d.entries()
 	if err != nil {
 		return fmt.Errorf("read upper: %w", err)
 	}
 	var lower map[string]*lowerEntry
 	if lv != nil {
-		if lower, err = lv.list(); err != nil {
+		var lowerDirs []*dir
+		if lower, lowerDirs, err = lv.list(); err != nil {
 			return err
 		}
+		defer closeDirs(lowerDirs)
 	}
-	for _, e := range ents {
-		name := e.Name()
+	for _, info := range ents {
+		name := info.Name()
 		crel, cabs := join(rel, name), filepath.Join(abs, name)
-		info, err := e.Info()
-		if err != nil {
-			return fmt.Errorf("upper /%s: %w", crel, err)
-		}
 		if o.Format == FormatAUFS && strings.HasPrefix(name, archive.WhiteoutPrefix) {
 			if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
 				continue // AUFS' own bookkeeping (.wh..wh.plnk, .wh..wh..opq, ...)
@@ -118,7 +121,7 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 		}
 		c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info, xattrsKnown: true}
 		var ov map[string]string
-		if c.Xattrs, ov, err = readXattrs(cabs); err != nil {
+		if c.Xattrs, ov, err = d.xattrs(name); err != nil {
 			return err
 		}
 		if err := refuseRedirect(ov, crel); err != nil {

@@ -42,15 +42,21 @@ func (r Rootfs) Walk(ctx context.Context, fn func(Change) error) error {
 // scanDir compares one directory with its lowers and schedules the scans of
 // its subdirectories.
 func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirItem, error) {
-	ents, err := os.ReadDir(abs)
+	d, err := openDir(abs)
 	if err != nil {
 		return nil, fmt.Errorf("read rootfs: %w", err)
 	}
-	lower, err := lv.list()
+	defer d.close()
+	ents, err := d.entries()
+	if err != nil {
+		return nil, fmt.Errorf("read rootfs: %w", err)
+	}
+	lower, lowerDirs, err := lv.list()
 	if err != nil {
 		return nil, err
 	}
-	mine := make(map[string]fs.DirEntry, len(ents))
+	defer closeDirs(lowerDirs)
+	mine := make(map[string]fs.FileInfo, len(ents))
 	for _, e := range ents {
 		mine[e.Name()] = e
 	}
@@ -69,17 +75,13 @@ func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirIte
 	}
 	for _, name := range names {
 		crel, cabs := join(rel, name), filepath.Join(abs, name)
-		e, le := mine[name], lower[name]
-		if e == nil {
+		info, le := mine[name], lower[name]
+		if info == nil {
 			items = append(items, dirItem{c: Change{Kind: Deleted, Path: crel}, emit: true})
 			continue
 		}
 		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
 			return nil, fmt.Errorf("rootfs /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
-		}
-		info, err := e.Info()
-		if err != nil {
-			return nil, fmt.Errorf("rootfs /%s: %w", crel, err)
 		}
 		if info.Mode()&fs.ModeSocket != 0 {
 			continue
@@ -96,7 +98,7 @@ func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirIte
 			}
 			continue
 		}
-		changed, xa, err := differs(cabs, info, le)
+		changed, xa, err := differs(d, cabs, info, le)
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +117,7 @@ func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirIte
 // rdev; size and mtime for non-directories), plus link targets, link counts
 // of regular files and xattrs.
 // It returns the new file's xattrs when it had to read them.
-func differs(abs string, info fs.FileInfo, le *lowerEntry) (bool, map[string]string, error) {
+func differs(d *dir, abs string, info fs.FileInfo, le *lowerEntry) (bool, map[string]string, error) {
 	a, aok := info.Sys().(*syscall.Stat_t)
 	b, bok := le.info.Sys().(*syscall.Stat_t)
 	if !aok || !bok {
@@ -147,11 +149,11 @@ func differs(abs string, info fs.FileInfo, le *lowerEntry) (bool, map[string]str
 			return true, nil, nil
 		}
 	}
-	x1, err := Xattrs(abs)
+	x1, _, err := d.xattrs(info.Name())
 	if err != nil {
 		return false, nil, err
 	}
-	x2, err := Xattrs(le.abs)
+	x2, _, err := le.dir.xattrs(le.name)
 	if err != nil {
 		return false, nil, err
 	}
