@@ -69,38 +69,48 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	var tarOut *hashWriter
+	diffID := sha256.New()
+	var out *fanout
 	if comp == nil {
-		tarOut = blob
+		out = newFanout(diffID, w) // the blob is the tar: one hash serves both
 	} else {
-		tarOut = newHashWriter(comp)
+		out = newFanout(diffID, comp)
 	}
-	// Headers, padding and small files would otherwise be a write (and a
-	// hash call) each: batch them.
-	bw := bufio.NewWriterSize(tarOut, 1<<20)
-	lw := &layerWriter{tw: tar.NewWriter(bw), raw: bw, opts: opts, links: map[inode]string{}, buf: make([]byte, 1<<20)}
-	if err := walkAhead(ctx, src, lw.add); err != nil {
+	// Headers, padding and small files would otherwise be a chunk each.
+	bw := bufio.NewWriterSize(out, chunkSize)
+	lw := &layerWriter{tw: tar.NewWriter(bw), raw: bw, opts: opts, links: map[inode]string{}, buf: make([]byte, chunkSize)}
+	err = walkAhead(ctx, src, lw.add)
+	if err == nil {
+		if err = lw.tw.Close(); err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			err = fmt.Errorf("layer: %w", err)
+		}
+	}
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("layer: %w", cerr)
+	}
+	if err != nil {
 		return Result{}, err
-	}
-	if err := lw.tw.Close(); err != nil {
-		return Result{}, fmt.Errorf("layer: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return Result{}, fmt.Errorf("layer: %w", err)
 	}
 	if comp != nil {
 		if err := comp.Close(); err != nil {
 			return Result{}, fmt.Errorf("layer: compress: %w", err)
 		}
 	}
-	return Result{
-		DiffID:           tarOut.digest(),
+	res := Result{
+		DiffID:           digest.NewDigest(digest.SHA256, diffID),
 		Digest:           blob.digest(),
 		Size:             blob.n,
-		UncompressedSize: tarOut.n,
+		UncompressedSize: out.n,
 		MediaType:        opts.Compression.MediaType(),
 		Entries:          lw.entries,
-	}, nil
+	}
+	if comp == nil {
+		res.Digest, res.Size = res.DiffID, out.n
+	}
+	return res, nil
 }
 
 type inode struct{ dev, ino uint64 }
