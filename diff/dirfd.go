@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +23,9 @@ import (
 type dir struct {
 	path string
 	fd   int
+	// cname holds a NUL-terminated entry name for the *at calls, so that
+	// asking about a file allocates nothing. A dir is used by one goroutine.
+	cname []byte
 }
 
 func openDir(path string) (*dir, error) {
@@ -48,9 +52,12 @@ func (d *dir) entries() ([]fs.FileInfo, error) {
 		return nil, err
 	}
 	slices.Sort(names)
+	stats := make([]fileStat, len(names))
 	out := make([]fs.FileInfo, 0, len(names))
-	for _, n := range names {
-		fi, err := d.lstat(n)
+	for i, n := range names {
+		fi := &stats[i]
+		fi.name = n
+		err := d.lstat(n, &fi.st)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since the listing
 		}
@@ -62,26 +69,35 @@ func (d *dir) entries() ([]fs.FileInfo, error) {
 	return out, nil
 }
 
-func (d *dir) lstat(name string) (fs.FileInfo, error) {
-	fi := &fileStat{name: name}
-	var st unix.Stat_t
-	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, &fs.PathError{Op: "lstat", Path: d.path + "/" + name, Err: err}
+// at returns name as a C string in the dir's scratch buffer.
+func (d *dir) at(name string) (*byte, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return nil, unix.EINVAL
 	}
-	// unix.Stat_t and syscall.Stat_t are both the kernel's struct stat.
-	fi.st = *(*syscall.Stat_t)(unsafe.Pointer(&st))
-	return fi, nil
+	d.cname = append(append(d.cname[:0], name...), 0)
+	return &d.cname[0], nil
 }
 
-var _ [unsafe.Sizeof(unix.Stat_t{}) - unsafe.Sizeof(syscall.Stat_t{})]byte
-var _ [unsafe.Sizeof(syscall.Stat_t{}) - unsafe.Sizeof(unix.Stat_t{})]byte
+func (d *dir) lstat(name string, st *syscall.Stat_t) error {
+	p, err := d.at(name)
+	if err == nil {
+		_, _, e := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+		if e != 0 {
+			err = e
+		}
+	}
+	if err != nil {
+		return &fs.PathError{Op: "lstat", Path: d.path + "/" + name, Err: err}
+	}
+	return nil
+}
 
 // xattrs reads an entry's xattrs (see readXattrs), listing the names
 // relative to the directory where the kernel can (listxattrat, Linux 6.13).
 func (d *dir) xattrs(name string) (layer, overlay map[string]string, err error) {
 	if !noListxattrat.Load() {
 		var buf [256]byte
-		n, err := listxattrat(d.fd, name, buf[:])
+		n, err := d.listxattrat(name, buf[:])
 		switch {
 		case err == nil && n == 0:
 			return nil, nil, nil
@@ -96,13 +112,13 @@ func (d *dir) xattrs(name string) (layer, overlay map[string]string, err error) 
 
 var noListxattrat atomic.Bool
 
-func listxattrat(dfd int, name string, buf []byte) (int, error) {
-	p, err := unix.BytePtrFromString(name)
+func (d *dir) listxattrat(name string, buf []byte) (int, error) {
+	p, err := d.at(name)
 	if err != nil {
 		return 0, err
 	}
 	const sysListxattrat = 465 // x86_64 and arm64 share the new syscall numbers
-	r, _, e := unix.Syscall6(sysListxattrat, uintptr(dfd), uintptr(unsafe.Pointer(p)), uintptr(unix.AT_SYMLINK_NOFOLLOW),
+	r, _, e := unix.Syscall6(sysListxattrat, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unix.AT_SYMLINK_NOFOLLOW),
 		uintptr(unsafe.Pointer(unsafe.SliceData(buf))), uintptr(len(buf)), 0)
 	if e != 0 {
 		return 0, e
