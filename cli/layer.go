@@ -2,12 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"snap/diff"
 )
@@ -63,6 +65,9 @@ func layerCommand() *cli.Command {
 				return err
 			}
 			out := c.String("output")
+			if out == "" && isTerminal(c.App.Writer) {
+				return usagef("layer: refusing to write a tar to a terminal; use -o FILE or redirect stdout")
+			}
 			if out == "" {
 				_, err := diff.WriteLayer(c.Context, c.App.Writer, src, opts)
 				return err
@@ -146,4 +151,13 @@ func diffCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

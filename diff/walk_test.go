@@ -182,3 +182,42 @@ func TestRootfsAgainstLowers(t *testing.T) {
 		})
 	}
 }
+
+// TestRedirectAndMetacopyMountsAreRefused makes the uppers for real: an
+// overlay mounted with redirect_dir=on renames a lower directory by xattr,
+// one with metacopy=on copies up only the metadata of a chmod'ed file. Either
+// upper alone misses the content, so snap must refuse it and name --rootfs.
+func TestRedirectAndMetacopyMountsAreRefused(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name, opts string
+		change     func(m string) error
+	}{
+		{"redirect_dir", "redirect_dir=on", func(m string) error { return os.Rename(filepath.Join(m, "doc"), filepath.Join(m, "moved")) }},
+		{"metacopy", "redirect_dir=on,metacopy=on", func(m string) error { return os.Chmod(filepath.Join(m, "etc/motd"), 0o600) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lower := baseTree(t)
+			w := t.TempDir()
+			upper, work, merged := filepath.Join(w, "upper"), filepath.Join(w, "work"), filepath.Join(w, "merged")
+			for _, d := range []string{upper, work, merged} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work+","+tc.opts); err != nil {
+				t.Fatalf("mount overlay with %s: %v", tc.opts, err)
+			}
+			err := tc.change(merged)
+			unix.Unmount(merged, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = WriteLayer(context.Background(), discard{}, Overlay{Upper: upper}, Options{})
+			if err == nil || !strings.Contains(err.Error(), "--rootfs") {
+				t.Fatalf("err = %v, want a refusal pointing to --rootfs", err)
+			}
+		})
+	}
+}
