@@ -30,8 +30,20 @@ func App(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			layerCommand(),
 			diffCommand(),
+			commitCommand(),
+			historyCommand(),
+			imagesCommand(),
+			inspectCommand(),
+			tagCommand(),
+			rmiCommand(),
+			pruneCommand(),
+			importCommand(),
+			loadCommand(),
+			saveCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
+		// -c 'CMD ["a","b"]' holds commas that are not separators.
+		DisableSliceFlagSeparator: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},

@@ -45,6 +45,10 @@ func (c Compression) MediaType() string {
 // pgzip compresses each block on its own.
 const gzipBlock = 1 << 20
 
+// NewCompressor returns a writer compressing into w as c says, nil for None.
+// The output is the same for the same input on any machine.
+func NewCompressor(w io.Writer, c Compression) (io.WriteCloser, error) { return compressor(w, c) }
+
 func compressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 	switch c {
 	case None, "":

@@ -36,6 +36,9 @@ type Result struct {
 	UncompressedSize int64
 	MediaType        string
 	Entries          int
+	// ContentSize is what docker shows as the layer's size: the bytes of its
+	// regular files (hardlinked ones once) and symlink targets.
+	ContentSize int64
 }
 
 // EmptyLayerDiffID is the digest of a tar with no entries, the layer of a
@@ -106,6 +109,7 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 		UncompressedSize: out.n,
 		MediaType:        opts.Compression.MediaType(),
 		Entries:          lw.entries,
+		ContentSize:      lw.contentSize,
 	}
 	if comp == nil {
 		res.Digest, res.Size = res.DiffID, out.n
@@ -116,12 +120,13 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 type inode struct{ dev, ino uint64 }
 
 type layerWriter struct {
-	tw      *tar.Writer
-	raw     io.Writer // under tw, for entries archive/tar cannot write (sparse)
-	opts    Options
-	links   map[inode]string
-	buf     []byte
-	entries int
+	tw          *tar.Writer
+	raw         io.Writer // under tw, for entries archive/tar cannot write (sparse)
+	opts        Options
+	links       map[inode]string
+	buf         []byte
+	entries     int
+	contentSize int64
 }
 
 func (lw *layerWriter) time(t time.Time) time.Time {
@@ -233,12 +238,14 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 				lw.links[key] = c.Path
 			}
 		}
+		lw.contentSize += h.Size
 	case syscall.S_IFLNK:
 		target, err := os.Readlink(c.Abs)
 		if err != nil {
 			return nil, fmt.Errorf("layer /%s: %w", c.Path, err)
 		}
 		h.Typeflag, h.Linkname = tar.TypeSymlink, target
+		lw.contentSize += int64(len(target))
 	case syscall.S_IFCHR, syscall.S_IFBLK:
 		h.Typeflag = tar.TypeChar
 		if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {

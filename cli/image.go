@@ -1,0 +1,472 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/urfave/cli/v2"
+
+	"snap/commit"
+	"snap/diff"
+	"snap/history"
+	"snap/store"
+)
+
+func openStore(c *cli.Context) (*store.Store, error) {
+	return store.Open(c.String("root"))
+}
+
+func commitFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "author", Aliases: []string{"a"}, Usage: "author (e.g. \"Ops <ops@example.com>\")"},
+		&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "commit message"},
+		&cli.StringSliceFlag{Name: "change", Aliases: []string{"c"}, Usage: "apply a Dockerfile `INSTRUCTION` to the config (repeat)"},
+		&cli.StringFlag{Name: "compression", Value: "gzip", Usage: "layer compression: gzip, zstd or none"},
+		&cli.StringFlag{Name: "source-date-epoch", EnvVars: []string{"SOURCE_DATE_EPOCH"}, Usage: "created time and mtime clamp, Unix `SECONDS`"},
+		&cli.StringFlag{Name: "iidfile", Usage: "write the image ID to `FILE`"},
+	}
+}
+
+func commitOptions(c *cli.Context) (commit.Options, error) {
+	lo, err := layerOptions(c)
+	if err != nil {
+		return commit.Options{}, err
+	}
+	return commit.Options{
+		Author: c.String("author"), Message: c.String("message"), Changes: c.StringSlice("change"),
+		Compression: lo.Compression, SourceDateEpoch: lo.SourceDateEpoch, Squash: c.Bool("squash"),
+	}, nil
+}
+
+func finishImage(c *cli.Context, img *store.Image) error {
+	if f := c.String("iidfile"); f != "" {
+		if _, err := writeFileAtomic(f, func(f *os.File) (struct{}, error) {
+			_, err := f.WriteString(img.ID.String())
+			return struct{}{}, err
+		}); err != nil {
+			return fmt.Errorf("iidfile: %w", err)
+		}
+	}
+	_, err := fmt.Fprintln(c.App.Writer, img.ID)
+	return err
+}
+
+// parseSource reads a commit's CONTAINER argument.
+func parseSource(c *cli.Context, arg string) (commit.Source, error) {
+	switch {
+	case strings.HasPrefix(arg, "dir://"):
+		root := strings.TrimPrefix(arg, "dir://")
+		if root == "" {
+			return nil, usagef("dir:// needs a path")
+		}
+		return commit.Dir{Root: root, Base: c.String("base")}, nil
+	}
+	return nil, fmt.Errorf("container %q: unknown (snap's own, docker:// and runc:// containers are not supported yet; use dir://PATH --base IMAGE)", arg)
+}
+
+func commitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "commit",
+		Usage:     "create a new image from a container's changes",
+		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [--base IMAGE] [--squash] CONTAINER [REPO[:TAG]]",
+		Flags: append(commitFlags(),
+			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// rootfs was made from"},
+			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
+			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause the container during the commit"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return usagef("commit needs CONTAINER [REPO[:TAG]]")
+			}
+			opts, err := commitOptions(c)
+			if err != nil {
+				return err
+			}
+			opts.Tag = c.Args().Get(1)
+			src, err := parseSource(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			img, err := commit.Commit(c.Context, st, src, opts)
+			if err != nil {
+				return err
+			}
+			return finishImage(c, img)
+		},
+	}
+}
+
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "create an image from a rootfs tarball or directory",
+		UsageText: "snap import FILE|DIR|- [REPO[:TAG]] [-m MSG] [-c INSTRUCTION]...",
+		Flags:     commitFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return usagef("import needs FILE|DIR|- [REPO[:TAG]]")
+			}
+			opts, err := commitOptions(c)
+			if err != nil {
+				return err
+			}
+			opts.Tag = c.Args().Get(1)
+			if opts.Tag != "" {
+				if _, err := store.ParseRef(opts.Tag); err != nil {
+					return err
+				}
+			}
+			src := c.Args().First()
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			var img *store.Image
+			if fi, err := os.Stat(src); err == nil && fi.IsDir() {
+				if opts.Message == "" {
+					opts.Message = "Imported from " + src
+				}
+				img, err = commit.Commit(c.Context, st, commit.Dir{Root: src}, opts)
+				if err != nil {
+					return err
+				}
+			} else {
+				var r io.Reader = os.Stdin
+				if src != "-" {
+					f, err := os.Open(src)
+					if err != nil {
+						return fmt.Errorf("import %s: %w", src, err)
+					}
+					defer f.Close()
+					r = f
+				}
+				if img, err = commit.Import(c.Context, st, bufio.NewReaderSize(r, 1<<20), src, opts); err != nil {
+					return err
+				}
+			}
+			return finishImage(c, img)
+		},
+	}
+}
+
+func historyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "history",
+		Usage:     "show the history of an image",
+		UsageText: "snap history [--no-trunc] [-H] [-q] [--format FMT] IMAGE",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "no-trunc", Usage: "don't truncate output"},
+			&cli.BoolFlag{Name: "human", Aliases: []string{"H"}, Value: true, Usage: "sizes and dates in human-readable form"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only image IDs"},
+			&cli.StringFlag{Name: "format", Usage: "Go template, 'table TEMPLATE' or 'json'"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("history needs one IMAGE")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			img, err := st.Lookup(c.Args().First())
+			if err != nil {
+				return err
+			}
+			entries, err := history.Of(img)
+			if err != nil {
+				return err
+			}
+			return history.Render(c.App.Writer, entries, history.Options{
+				NoTrunc: c.Bool("no-trunc"), Human: c.Bool("human"), Quiet: c.Bool("quiet"), Format: c.String("format"),
+			})
+		},
+	}
+}
+
+func imageSize(img *store.Image) int64 {
+	var n int64
+	for _, l := range img.Manifest.Layers {
+		var s int64
+		fmt.Sscan(l.Annotations[store.AnnotationContentSize], &s)
+		n += s
+	}
+	return n
+}
+
+func imagesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "images",
+		Usage: "list images",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only image IDs"}},
+		Action: func(c *cli.Context) error {
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			imgs, err := st.Images()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 10, 1, 3, ' ', 0)
+			if !c.Bool("quiet") {
+				fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			}
+			for _, img := range imgs {
+				id := img.ID.Encoded()[:12]
+				if c.Bool("quiet") {
+					fmt.Fprintln(tw, id)
+					continue
+				}
+				created := "N/A"
+				if img.Config.Created != nil {
+					created = units.HumanDuration(time.Since(*img.Config.Created)) + " ago"
+				}
+				size := units.HumanSizeWithPrecision(float64(imageSize(img)), 3)
+				tags := img.Tags
+				if len(tags) == 0 {
+					tags = []string{"<none>:<none>"}
+				}
+				for _, t := range tags {
+					i := strings.LastIndex(t, ":")
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t[:i], t[i+1:], id, created, size)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "show an image as JSON, like docker image inspect",
+		UsageText: "snap inspect [--format TEMPLATE] IMAGE...",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Go template"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 {
+				return usagef("inspect needs IMAGE")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			var views []map[string]any
+			for _, name := range c.Args().Slice() {
+				img, err := st.Lookup(name)
+				if err != nil {
+					return err
+				}
+				var raw map[string]any
+				if err := json.Unmarshal(img.RawConfig, &raw); err != nil {
+					return err
+				}
+				comment := ""
+				if h := img.Config.History; len(h) > 0 {
+					comment = h[len(h)-1].Comment
+				}
+				v := map[string]any{
+					"Id": img.ID.String(), "RepoTags": nonNil(img.Tags), "RepoDigests": []string{},
+					"Created": raw["created"], "Author": raw["author"], "Comment": comment,
+					"Architecture": raw["architecture"], "Os": raw["os"], "Config": raw["config"],
+					"RootFS": raw["rootfs"], "Size": imageSize(img),
+					"Descriptor": img.ManifestDesc,
+				}
+				views = append(views, v)
+			}
+			if f := c.String("format"); f != "" {
+				tmpl, err := template.New("inspect").Funcs(template.FuncMap{"json": func(v any) (string, error) {
+					b, err := json.Marshal(v)
+					return string(b), err
+				}}).Parse(f + "\n")
+				if err != nil {
+					return usagef("format %q: %v", f, err)
+				}
+				for _, v := range views {
+					if err := tmpl.Execute(c.App.Writer, v); err != nil {
+						return fmt.Errorf("format %q: %w", f, err)
+					}
+				}
+				return nil
+			}
+			b, err := json.MarshalIndent(views, "", "    ")
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(c.App.Writer, string(b))
+			return err
+		},
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func tagCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "tag",
+		Usage:     "tag an image",
+		UsageText: "snap tag IMAGE REPO[:TAG]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return usagef("tag needs IMAGE and REPO[:TAG]")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			return st.Tag(c.Args().Get(0), c.Args().Get(1))
+		},
+	}
+}
+
+func rmiCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rmi",
+		Usage:     "remove images (untag; blobs go with prune)",
+		UsageText: "snap rmi IMAGE...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 {
+				return usagef("rmi needs IMAGE")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			for _, name := range c.Args().Slice() {
+				done, err := st.Remove(name)
+				if err != nil {
+					return err
+				}
+				for _, d := range done {
+					fmt.Fprintln(c.App.Writer, d)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func pruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "remove blobs no image reaches",
+		Action: func(c *cli.Context) error {
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			n, err := st.Prune()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "Total reclaimed space: %s\n", units.HumanSize(float64(n)))
+			return err
+		},
+	}
+}
+
+func saveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "save",
+		Usage:     "write images to a docker-archive (docker load takes it)",
+		UsageText: "snap save -o FILE IMAGE... [--format docker-archive]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "`FILE` (default stdout)"},
+			&cli.StringFlag{Name: "format", Value: "docker-archive", Usage: "docker-archive"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 {
+				return usagef("save needs IMAGE")
+			}
+			if c.String("format") != "docker-archive" {
+				return usagef("save format %q: only docker-archive so far", c.String("format"))
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			var imgs []*store.Image
+			for _, name := range c.Args().Slice() {
+				img, err := st.Lookup(name)
+				if err != nil {
+					return err
+				}
+				if ref, err := store.ParseRef(name); err == nil {
+					img.Tags = []string{ref} // docker save NAME:TAG names only that tag
+				}
+				imgs = append(imgs, img)
+			}
+			out := c.String("output")
+			if out == "" {
+				if isTerminal(c.App.Writer) {
+					return usagef("save: refusing to write an archive to a terminal; use -o FILE")
+				}
+				return st.SaveDockerArchive(c.App.Writer, imgs)
+			}
+			_, err = writeFileAtomic(out, func(f *os.File) (struct{}, error) {
+				return struct{}{}, st.SaveDockerArchive(f, imgs)
+			})
+			return err
+		},
+	}
+}
+
+func loadCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "load",
+		Usage:     "load images from a docker-archive",
+		UsageText: "snap load -i FILE",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "`FILE` (default stdin)"},
+			&cli.StringFlag{Name: "compression", Value: "gzip", Usage: "store layers as gzip, zstd or none"},
+		},
+		Action: func(c *cli.Context) error {
+			comp, err := diff.ParseCompression(c.String("compression"))
+			if err != nil {
+				return usageError{err}
+			}
+			var r io.Reader = os.Stdin
+			if in := c.String("input"); in != "" {
+				f, err := os.Open(in)
+				if err != nil {
+					return fmt.Errorf("load: %w", err)
+				}
+				defer f.Close()
+				r = f
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			imgs, err := st.LoadDockerArchive(bufio.NewReaderSize(r, 1<<20), comp)
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
+			}
+			for _, img := range imgs {
+				for _, t := range img.Tags {
+					fmt.Fprintf(c.App.Writer, "Loaded image: %s\n", t)
+				}
+				if len(img.Tags) == 0 {
+					fmt.Fprintf(c.App.Writer, "Loaded image ID: %s\n", img.ID)
+				}
+			}
+			return nil
+		},
+	}
+}

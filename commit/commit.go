@@ -1,0 +1,206 @@
+// Package commit turns a container's changes into a new image, the way
+// `docker commit` does: Commit(ctx, st, src, opts) opens the source (pausing
+// a container), walks it with package diff, writes the layer into the store,
+// builds config, history and manifest, tags, and closes the source again.
+package commit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strconv"
+	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"snap/diff"
+	"snap/store"
+)
+
+// Options are docker commit's flags.
+type Options struct {
+	Author      string
+	Message     string
+	Changes     []string // Dockerfile instructions, as -c
+	Compression diff.Compression
+	// SourceDateEpoch fixes created and clamps mtimes: the same tree then
+	// gives the same image ID.
+	SourceDateEpoch *time.Time
+	// Squash writes one layer holding the whole filesystem.
+	Squash bool
+	// Tag is REPO[:TAG]; empty leaves the image untagged.
+	Tag string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Opened is a source ready to be walked.
+type Opened struct {
+	Changes diff.Source
+	// Whole yields the complete filesystem, for --squash.
+	Whole diff.Source
+	// Base is the image the changes apply to; nil for none.
+	Base *store.Image
+	// CreatedBy goes into the history entry (a container's command).
+	CreatedBy string
+	// Close releases the source (resumes a paused container). It is called
+	// on every path.
+	Close func() error
+}
+
+// Source is something a commit reads: a container or a directory.
+type Source interface {
+	Open(ctx context.Context, st *store.Store) (*Opened, error)
+	String() string
+}
+
+// Commit writes a new image from src into st and returns it.
+func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img *store.Image, err error) {
+	tag := ""
+	if opts.Tag != "" {
+		if tag, err = store.ParseRef(opts.Tag); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Compression == "" {
+		opts.Compression = diff.Gzip
+	}
+	o, err := src.Open(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", src, err)
+	}
+	defer func() {
+		if o.Close == nil {
+			return
+		}
+		if cerr := o.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("commit %s: %w", src, cerr)
+		}
+	}()
+	img, err = build(ctx, st, o, opts, tag)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", src, err)
+	}
+	return img, nil
+}
+
+func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag string) (*store.Image, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	created := now().UTC()
+	if opts.SourceDateEpoch != nil {
+		created = opts.SourceDateEpoch.UTC()
+	}
+	var cfg dockerspec.DockerOCIImage
+	var layers []ocispec.Descriptor
+	if o.Base != nil {
+		if err := json.Unmarshal(o.Base.RawConfig, &cfg); err != nil {
+			return nil, fmt.Errorf("base config: %w", err)
+		}
+		layers = append(layers, o.Base.Manifest.Layers...)
+	} else {
+		cfg.Architecture, cfg.OS = runtime.GOARCH, runtime.GOOS
+		cfg.RootFS.Type = "layers"
+	}
+	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
+		return nil, err
+	}
+	changes := o.Changes
+	if opts.Squash {
+		if o.Whole == nil {
+			return nil, fmt.Errorf("--squash: this source cannot give its whole filesystem")
+		}
+		changes = o.Whole
+		layers = nil
+		cfg.RootFS.DiffIDs = nil
+		for i := range cfg.History {
+			cfg.History[i].EmptyLayer = true // kept, but its layers are squashed into the new one
+		}
+	}
+	layer, res, err := writeLayer(ctx, st, changes, opts)
+	if err != nil {
+		return nil, err
+	}
+	empty := layer == nil
+	if !empty {
+		layers = append(layers, *layer)
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, res.DiffID)
+	}
+	cfg.Created = &created
+	cfg.Author = opts.Author
+	cfg.History = append(cfg.History, ocispec.History{
+		Created:    &created,
+		Author:     opts.Author,
+		CreatedBy:  o.CreatedBy,
+		Comment:    opts.Message,
+		EmptyLayer: empty,
+	})
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	if tag != "" {
+		tags = []string{tag}
+	}
+	return st.Put(raw, layers, tags)
+}
+
+// writeLayer streams the changes into a new blob. A walk that yields
+// nothing gives no layer at all (docker's empty_layer).
+func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Options) (*ocispec.Descriptor, diff.Result, error) {
+	bw, err := st.NewBlob()
+	if err != nil {
+		return nil, diff.Result{}, err
+	}
+	defer bw.Abort()
+	res, err := diff.WriteLayer(ctx, bw, src, diff.Options{Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch})
+	if err != nil {
+		return nil, res, err
+	}
+	if res.Entries == 0 {
+		return nil, res, nil
+	}
+	d, err := bw.Commit()
+	if err != nil {
+		return nil, res, err
+	}
+	return &ocispec.Descriptor{
+		MediaType:   res.MediaType,
+		Digest:      d,
+		Size:        res.Size,
+		Annotations: map[string]string{store.AnnotationContentSize: strconv.FormatInt(res.ContentSize, 10)},
+	}, res, nil
+}
+
+// Dir is a root filesystem in a directory (dir://PATH), committed against
+// the base image it was made from.
+type Dir struct {
+	Root string
+	Base string // image name; empty: the directory is the whole image
+}
+
+func (d Dir) String() string { return "dir://" + d.Root }
+
+// Open unpacks the base's layers (once, cached) to compare the directory with.
+func (d Dir) Open(ctx context.Context, st *store.Store) (*Opened, error) {
+	o := &Opened{Whole: diff.Rootfs{Root: d.Root}}
+	if d.Base == "" {
+		o.Changes = o.Whole
+		return o, nil
+	}
+	base, err := st.Lookup(d.Base)
+	if err != nil {
+		return nil, fmt.Errorf("base %w", err)
+	}
+	lowers, err := st.LayerDirs(base)
+	if err != nil {
+		return nil, fmt.Errorf("base %s: %w", d.Base, err)
+	}
+	o.Base, o.Changes = base, diff.Rootfs{Root: d.Root, Lowers: lowers}
+	return o, nil
+}

@@ -1,0 +1,69 @@
+package commit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"snap/store"
+)
+
+// Import makes a one-layer image from a root filesystem tarball, as `docker
+// import` does: the tar (plain or compressed) is the layer, the history
+// entry's comment is the message or "Imported from SRC".
+func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts Options) (*store.Image, error) {
+	tag := ""
+	if opts.Tag != "" {
+		var err error
+		if tag, err = store.ParseRef(opts.Tag); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Compression == "" {
+		opts.Compression = "gzip"
+	}
+	var cfg dockerspec.DockerOCIImage
+	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	desc, diffID, err := st.AddLayer(r, opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	created := now().UTC()
+	if opts.SourceDateEpoch != nil {
+		created = opts.SourceDateEpoch.UTC()
+	}
+	msg := opts.Message
+	if msg == "" {
+		msg = "Imported from " + src
+	}
+	cfg.Created = &created
+	cfg.Architecture, cfg.OS = runtime.GOARCH, runtime.GOOS
+	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}
+	cfg.History = []ocispec.History{{Created: &created, Comment: msg}}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	if tag != "" {
+		tags = []string{tag}
+	}
+	img, err := st.Put(raw, []ocispec.Descriptor{desc}, tags)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	return img, nil
+}
