@@ -87,20 +87,16 @@ func (r row) ID() string {
 	return id
 }
 
+// CreatedSince is relative ("2 hours ago"), or CreatedAt with -H=false.
 func (r row) CreatedSince() string {
-	if r.e.Created.IsZero() {
-		return "N/A"
+	if !r.opts.Human {
+		return r.CreatedAt()
 	}
-	return units.HumanDuration(r.opts.Now.UTC().Sub(r.e.Created)) + " ago"
+	return units.HumanDuration(r.opts.Now.UTC().Sub(time.Unix(r.e.Created.Unix(), 0))) + " ago"
 }
 
+// CreatedAt is RFC 3339 in local time, whole seconds, as docker prints it.
 func (r row) CreatedAt() string {
-	if r.e.Created.IsZero() {
-		return ""
-	}
-	if r.opts.Human {
-		return r.CreatedSince()
-	}
 	return time.Unix(r.e.Created.Unix(), 0).Format(time.RFC3339)
 }
 

@@ -1,0 +1,162 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"snap/cli"
+	"snap/fixtures"
+)
+
+// snapCLI runs snap's command line in-process against root.
+func snapCLI(t *testing.T, root string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cli.Run(context.Background(), append([]string{"snap", "--root", root}, args...), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func mustSnap(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	out, errs, code := snapCLI(t, root, args...)
+	if code != 0 {
+		t.Fatalf("snap %v: exit %d: %s", args, code, errs)
+	}
+	return out
+}
+
+func cmd(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// golden builds, in a fresh store, a base imported from the busybox
+// fixture and an image committed on it from a changed copy of its rootfs.
+func golden(t *testing.T, env ...string) (root, base string) {
+	t.Helper()
+	w := t.TempDir()
+	root, base = filepath.Join(w, "store"), filepath.Join(w, "base")
+	if err := fixtures.Base(base); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, fmt.Sprintf("tar -C %s --numeric-owner -czf %s/base.tgz .", base, w))
+	mustSnap(t, root, "import", w+"/base.tgz", "snap-e2e/base:1")
+	rootfs := filepath.Join(w, "rootfs")
+	sh(t, "cp -a "+base+" "+rootfs)
+	sh(t, "echo hello from snap > "+rootfs+"/etc/motd")                  // changed
+	sh(t, "rm "+rootfs+"/var/lib/state")                                   // removed: a whiteout
+	sh(t, "rm -rf "+rootfs+"/usr/share/doc/base && mkdir "+rootfs+"/usr/share/doc/base && echo new > "+rootfs+"/usr/share/doc/base/NEW") // replaced dir
+	sh(t, "mkdir -p "+rootfs+"/opt/app && echo app > "+rootfs+"/opt/app/run")                                                             // added
+	mustSnap(t, root, "commit", "-a", "Ops <ops@example.com>", "-m", "golden v1",
+		"-c", `CMD ["/bin/cat","/etc/motd"]`, "-c", "ENV MODE=golden", "-c", "LABEL tier=gold", "-c", "WORKDIR /opt/app",
+		"--base", "snap-e2e/base:1", "dir://"+rootfs, "snap-e2e/golden:1")
+	// Nothing changed since: an empty layer.
+	mustSnap(t, root, "commit", "-m", "no change", "--base", "snap-e2e/golden:1", "dir://"+rootfs, "snap-e2e/golden:2")
+	return root, rootfs
+}
+
+func TestImageRunsUnderDocker(t *testing.T) {
+	requireDocker(t)
+	root, _ := golden(t)
+	archive := filepath.Join(t.TempDir(), "golden.tar")
+	mustSnap(t, root, "save", "-o", archive, "snap-e2e/golden:2")
+	cmd(t, fixtures.DockerBinary(), "load", "-i", archive)
+	defer fixtures.Docker("rmi", "-f", "snap-e2e/golden:2")
+
+	run := func(args ...string) string {
+		return cmd(t, fixtures.DockerBinary(), append([]string{"run", "--rm", "--network", "none", "snap-e2e/golden:2"}, args...)...)
+	}
+	if got := run(); got != "hello from snap\n" {
+		t.Errorf("docker run (CMD from -c) printed %q", got)
+	}
+	if got := run("ls", "/usr/share/doc/base"); got != "NEW\n" {
+		t.Errorf("replaced dir holds %q, want only NEW", got)
+	}
+	if got := run("sh", "-c", "test -e /var/lib/state && echo present || echo gone"); got != "gone\n" {
+		t.Errorf("removed file: %q", got)
+	}
+	if got := run("sh", "-c", "pwd; echo $MODE; cat run"); got != "/opt/app\ngolden\napp\n" {
+		t.Errorf("WORKDIR/ENV/added file: %q", got)
+	}
+	inspect := cmd(t, fixtures.DockerBinary(), "image", "inspect", "--format", "{{.Author}}|{{.Config.Labels.tier}}|{{json .Config.Cmd}}", "snap-e2e/golden:2")
+	if want := "|gold|[\"/bin/cat\",\"/etc/motd\"]\n"; inspect != want {
+		// golden:2 was committed without -a: docker shows the top commit's author.
+		t.Errorf("docker inspect: %q, want %q", inspect, want)
+	}
+
+	// docker history and snap history, line by line, for the same image.
+	for _, format := range []string{
+		"{{.ID}}|{{.CreatedAt}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}",
+		"{{.CreatedSince}}|{{.Size}}",
+	} {
+		for _, human := range []string{"-H=true", "-H=false"} {
+			d := cmd(t, fixtures.DockerBinary(), "history", human, "--no-trunc", "--format", format, "snap-e2e/golden:2")
+			s := mustSnap(t, root, "history", human, "--no-trunc", "--format", format, "snap-e2e/golden:2")
+			if d != s {
+				t.Errorf("history %s --format %q\ndocker:\n%s\nsnap:\n%s", human, format, d, s)
+			}
+		}
+	}
+	// The tables as they are, the relative times masked (the two commands
+	// run a moment apart).
+	since := regexp.MustCompile(`(Less than a second|About a minute|\d+ seconds|\d+ minutes) ago`)
+	var d string
+	for _, args := range [][]string{{}, {"-H=false"}, {"--no-trunc"}, {"-q"}} {
+		d = cmd(t, fixtures.DockerBinary(), append(append([]string{"history"}, args...), "snap-e2e/golden:2")...)
+		s := mustSnap(t, root, append(append([]string{"history"}, args...), "snap-e2e/golden:2")...)
+		if since.ReplaceAllString(d, "X ago") != since.ReplaceAllString(s, "X ago") {
+			t.Errorf("history %v\ndocker:\n%s\nsnap:\n%s", args, d, s)
+		}
+	}
+	d = cmd(t, fixtures.DockerBinary(), "history", "snap-e2e/golden:2")
+	if !strings.Contains(d, "0B") {
+		t.Errorf("an empty commit shows 0B in docker history:\n%s", d)
+	}
+}
+
+func TestStoreReadByOCITools(t *testing.T) {
+	root, _ := golden(t)
+	out := cmd(t, "skopeo", "inspect", "oci:"+root+":snap-e2e/golden:1")
+	if !strings.Contains(out, `"tier": "gold"`) || strings.Count(out, "sha256:") < 3 {
+		t.Errorf("skopeo inspect:\n%s", out)
+	}
+	ls := cmd(t, "umoci", "ls", "--layout", root)
+	for _, tag := range []string{"snap-e2e/base:1", "snap-e2e/golden:1", "snap-e2e/golden:2"} {
+		if !strings.Contains(ls, tag+"\n") {
+			t.Errorf("umoci ls misses %s:\n%s", tag, ls)
+		}
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	cmd(t, "umoci", "unpack", "--image", root+":snap-e2e/golden:1", bundle)
+	if b, err := os.ReadFile(bundle + "/rootfs/etc/motd"); err != nil || string(b) != "hello from snap\n" {
+		t.Errorf("umoci unpack: motd %q %v", b, err)
+	}
+}
+
+func TestSourceDateEpochGivesSameID(t *testing.T) {
+	root, rootfs := golden(t)
+	var ids []string
+	for i := range 2 {
+		sh(t, "touch "+rootfs+"/etc/motd") // a newer mtime: clamped away
+		out, errs, code := snapCLI(t, root, "commit", "--source-date-epoch", "1700000000", "-m", "repro",
+			"--base", "snap-e2e/base:1", "dir://"+rootfs, fmt.Sprintf("snap-e2e/repro:%d", i))
+		if code != 0 {
+			t.Fatal(errs)
+		}
+		ids = append(ids, out)
+	}
+	if ids[0] != ids[1] {
+		t.Fatalf("same tree, same SOURCE_DATE_EPOCH, different IDs: %q", ids)
+	}
+}
