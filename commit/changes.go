@@ -8,6 +8,7 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
@@ -25,13 +26,13 @@ func ApplyChanges(cfg *dockerspec.DockerOCIImageConfig, changes []string) error 
 	return nil
 }
 
-var shell = []string{"/bin/sh", "-c"}
+var defaultShell = []string{"/bin/sh", "-c"}
 
 func cmdLine(c instructions.ShellDependantCmdLine, cfg *dockerspec.DockerOCIImageConfig) []string {
 	if !c.PrependShell {
 		return c.CmdLine
 	}
-	sh := shell
+	sh := defaultShell
 	if len(cfg.Shell) > 0 {
 		sh = cfg.Shell
 	}
@@ -55,6 +56,18 @@ func applyChange(cfg *dockerspec.DockerOCIImageConfig, line string, cmdSet *bool
 	inst, err := instructions.ParseCommand(node)
 	if err != nil {
 		return err
+	}
+	// Quotes and $VARIABLES are resolved against the config's own Env, as
+	// docker's builder does for commit changes.
+	if ex, ok := inst.(instructions.SupportsSingleWordExpansion); ok {
+		lex := shell.NewLex(parser.DefaultEscapeToken)
+		env := shell.EnvsFromSlice(cfg.Env)
+		if err := ex.Expand(func(word string) (string, error) {
+			w, _, err := lex.ProcessWord(word, env)
+			return w, err
+		}); err != nil {
+			return err
+		}
 	}
 	switch c := inst.(type) {
 	case *instructions.CmdCommand:

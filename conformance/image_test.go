@@ -54,10 +54,10 @@ func golden(t *testing.T, env ...string) (root, base string) {
 	mustSnap(t, root, "import", w+"/base.tgz", "snap-e2e/base:1")
 	rootfs := filepath.Join(w, "rootfs")
 	sh(t, "cp -a "+base+" "+rootfs)
-	sh(t, "echo hello from snap > "+rootfs+"/etc/motd")                  // changed
-	sh(t, "rm "+rootfs+"/var/lib/state")                                   // removed: a whiteout
+	sh(t, "echo hello from snap > "+rootfs+"/etc/motd")                                                                                  // changed
+	sh(t, "rm "+rootfs+"/var/lib/state")                                                                                                 // removed: a whiteout
 	sh(t, "rm -rf "+rootfs+"/usr/share/doc/base && mkdir "+rootfs+"/usr/share/doc/base && echo new > "+rootfs+"/usr/share/doc/base/NEW") // replaced dir
-	sh(t, "mkdir -p "+rootfs+"/opt/app && echo app > "+rootfs+"/opt/app/run")                                                             // added
+	sh(t, "mkdir -p "+rootfs+"/opt/app && echo app > "+rootfs+"/opt/app/run")                                                            // added
 	mustSnap(t, root, "commit", "-a", "Ops <ops@example.com>", "-m", "golden v1",
 		"-c", `CMD ["/bin/cat","/etc/motd"]`, "-c", "ENV MODE=golden", "-c", "LABEL tier=gold", "-c", "WORKDIR /opt/app",
 		"--base", "snap-e2e/base:1", "dir://"+rootfs, "snap-e2e/golden:1")
@@ -158,5 +158,47 @@ func TestSourceDateEpochGivesSameID(t *testing.T) {
 	}
 	if ids[0] != ids[1] {
 		t.Fatalf("same tree, same SOURCE_DATE_EPOCH, different IDs: %q", ids)
+	}
+}
+
+// TestChangesLikeDockerCommit applies the same -c lines with docker commit
+// and with snap and compares the resulting configs field by field.
+func TestChangesLikeDockerCommit(t *testing.T) {
+	requireDocker(t)
+	changes := []string{
+		`ENV A=1 B="two words" C=$A`, `ENV PATH=/usr/bin:/bin`, `CMD echo "hi there"`, `ENTRYPOINT ["/bin/sh","-c"]`,
+		`CMD ["echo","json"]`, `EXPOSE 80 53/udp`, `LABEL tier=gold "with space"=yes`, `USER 1000:1000`,
+		`WORKDIR /srv`, `WORKDIR app`, `VOLUME ["/data", "/cache"]`, `ONBUILD RUN make`,
+	}
+	// docker 20.10 refuses STOPSIGNAL and HEALTHCHECK in commit changes
+	// ("not a valid change command"); snap takes them, as newer dockers do,
+	// and its unit tests cover them.
+	c, err := fixtures.RunContainer("snap-conf-changes", fixtures.BaseImage, "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove()
+	args := []string{"commit"}
+	for _, ch := range changes {
+		args = append(args, "-c", ch)
+	}
+	cmd(t, fixtures.DockerBinary(), append(args, c.Name, "snap-conf/changes:ref")...)
+	defer fixtures.Docker("rmi", "-f", "snap-conf/changes:ref")
+	const fields = `{{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}} {{json .Config.ExposedPorts}} {{json .Config.Labels}} {{json .Config.User}} {{json .Config.WorkingDir}} {{json .Config.Volumes}} {{json .Config.StopSignal}} {{json .Config.OnBuild}} {{json .Config.Healthcheck}}`
+	want := cmd(t, fixtures.DockerBinary(), "image", "inspect", "--format", fields, "snap-conf/changes:ref")
+
+	root, rootfs := golden(t)
+	sargs := []string{"commit"}
+	for _, ch := range changes {
+		sargs = append(sargs, "-c", ch)
+	}
+	mustSnap(t, root, append(sargs, "--base", "snap-e2e/base:1", "dir://"+rootfs, "snap-e2e/changes:1")...)
+	archive := filepath.Join(t.TempDir(), "c.tar")
+	mustSnap(t, root, "save", "-o", archive, "snap-e2e/changes:1")
+	cmd(t, fixtures.DockerBinary(), "load", "-i", archive)
+	defer fixtures.Docker("rmi", "-f", "snap-e2e/changes:1")
+	got := cmd(t, fixtures.DockerBinary(), "image", "inspect", "--format", fields, "snap-e2e/changes:1")
+	if got != want {
+		t.Errorf("config after -c\ndocker commit: %s\nsnap commit:   %s", want, got)
 	}
 }

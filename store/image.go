@@ -151,9 +151,7 @@ func (s *Store) Put(config []byte, layers []ocispec.Descriptor, tags []string) (
 	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(mb))}
 	err = s.Update(func(idx *ocispec.Index) error {
 		for _, t := range tags {
-			idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
-				return d.Annotations[ocispec.AnnotationRefName] == t
-			})
+			dropTag(idx, t)
 		}
 		// Drop an untagged entry of the same image: it is now tagged.
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
@@ -179,6 +177,21 @@ func (s *Store) Put(config []byte, layers []ocispec.Descriptor, tags []string) (
 	return img, nil
 }
 
+// dropTag takes a tag off the image that has it; an image left with no tag
+// stays in the index untagged, as docker keeps a <none> image.
+func dropTag(idx *ocispec.Index, tag string) {
+	i := slices.IndexFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Annotations[ocispec.AnnotationRefName] == tag })
+	if i < 0 {
+		return
+	}
+	old := idx.Manifests[i]
+	idx.Manifests = slices.Delete(idx.Manifests, i, i+1)
+	if !slices.ContainsFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Digest == old.Digest }) {
+		old.Annotations = nil
+		idx.Manifests = append(idx.Manifests, old)
+	}
+}
+
 // Tag points ref at the image named by name.
 func (s *Store) Tag(name, ref string) error {
 	r, err := ParseRef(ref)
@@ -190,9 +203,9 @@ func (s *Store) Tag(name, ref string) error {
 		return err
 	}
 	return s.Update(func(idx *ocispec.Index) error {
+		dropTag(idx, r)
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
-			return d.Annotations[ocispec.AnnotationRefName] == r ||
-				(d.Digest == img.ManifestDesc.Digest && d.Annotations[ocispec.AnnotationRefName] == "")
+			return d.Digest == img.ManifestDesc.Digest && d.Annotations[ocispec.AnnotationRefName] == ""
 		})
 		e := img.ManifestDesc
 		e.Annotations = map[string]string{ocispec.AnnotationRefName: r}
