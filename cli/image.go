@@ -388,14 +388,19 @@ func saveCommand() *cli.Command {
 		UsageText: "snap save -o FILE IMAGE... [--format docker-archive]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "`FILE` (default stdout)"},
-			&cli.StringFlag{Name: "format", Value: "docker-archive", Usage: "docker-archive"},
+			&cli.StringFlag{Name: "format", Value: "docker-archive", Usage: "docker-archive or oci-archive"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
 				return usagef("save needs IMAGE")
 			}
-			if c.String("format") != "docker-archive" {
-				return usagef("save format %q: only docker-archive so far", c.String("format"))
+			save := (*store.Store).SaveDockerArchive
+			switch c.String("format") {
+			case "docker-archive":
+			case "oci-archive":
+				save = (*store.Store).SaveOCIArchive
+			default:
+				return usagef("save format %q: want docker-archive or oci-archive", c.String("format"))
 			}
 			st, err := openStore(c)
 			if err != nil {
@@ -417,10 +422,10 @@ func saveCommand() *cli.Command {
 				if isTerminal(c.App.Writer) {
 					return usagef("save: refusing to write an archive to a terminal; use -o FILE")
 				}
-				return st.SaveDockerArchive(c.App.Writer, imgs)
+				return save(st, c.App.Writer, imgs)
 			}
 			_, err = writeFileAtomic(out, func(f *os.File) (struct{}, error) {
-				return struct{}{}, st.SaveDockerArchive(f, imgs)
+				return struct{}{}, save(st, f, imgs)
 			})
 			return err
 		},
@@ -430,7 +435,7 @@ func saveCommand() *cli.Command {
 func loadCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "load",
-		Usage:     "load images from a docker-archive",
+		Usage:     "load images from a docker-archive or an OCI archive",
 		UsageText: "snap load -i FILE",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "`FILE` (default stdin)"},
@@ -454,7 +459,7 @@ func loadCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			imgs, err := st.LoadDockerArchive(bufio.NewReaderSize(r, 1<<20), comp)
+			imgs, err := st.LoadArchive(bufio.NewReaderSize(r, 1<<20), comp)
 			if err != nil {
 				return fmt.Errorf("load: %w", err)
 			}

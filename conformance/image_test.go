@@ -202,3 +202,36 @@ func TestChangesLikeDockerCommit(t *testing.T) {
 		t.Errorf("config after -c\ndocker commit: %s\nsnap commit:   %s", want, got)
 	}
 }
+
+// TestArchivesRoundTrip moves images through every archive kind and the
+// tools that write them: snap's oci-archive read by skopeo; skopeo's
+// oci-archive and docker-archive, and docker save's own, loaded by snap with
+// the image ID (the config digest) unchanged.
+func TestArchivesRoundTrip(t *testing.T) {
+	requireDocker(t)
+	root, _ := golden(t)
+	w := t.TempDir()
+	id := strings.TrimSpace(mustSnap(t, root, "inspect", "-f", "{{.Id}}", "snap-e2e/golden:1"))
+	mustSnap(t, root, "save", "--format", "oci-archive", "-o", w+"/snap-oci.tar", "snap-e2e/golden:1")
+	if out := cmd(t, "skopeo", "inspect", "--config", "oci-archive:"+w+"/snap-oci.tar:snap-e2e/golden:1"); !strings.Contains(out, "golden v1") {
+		t.Errorf("skopeo reads snap's oci-archive:\n%s", out)
+	}
+	cmd(t, "skopeo", "copy", "-q", "oci:"+root+":snap-e2e/golden:1", "oci-archive:"+w+"/sk-oci.tar:sk/oci:1")
+	cmd(t, "skopeo", "copy", "-q", "oci:"+root+":snap-e2e/golden:1", "docker-archive:"+w+"/sk-docker.tar:sk/docker:1")
+	mustSnap(t, root, "save", "-o", w+"/snap-docker.tar", "snap-e2e/golden:1")
+	cmd(t, fixtures.DockerBinary(), "load", "-i", w+"/snap-docker.tar")
+	defer fixtures.Docker("rmi", "-f", "snap-e2e/golden:1")
+	cmd(t, fixtures.DockerBinary(), "tag", "snap-e2e/golden:1", "dk/saved:1")
+	defer fixtures.Docker("rmi", "-f", "dk/saved:1")
+	cmd(t, fixtures.DockerBinary(), "save", "-o", w+"/docker-save.tar", "dk/saved:1")
+	for file, tag := range map[string]string{"sk-oci.tar": "sk/oci:1", "sk-docker.tar": "sk/docker:1", "docker-save.tar": "dk/saved:1"} {
+		other := filepath.Join(w, "store-"+file)
+		mustSnap(t, other, "load", "-i", filepath.Join(w, file))
+		if got := strings.TrimSpace(mustSnap(t, other, "inspect", "-f", "{{.Id}}", tag)); got != id {
+			t.Errorf("%s: loaded as %s, want %s", file, got, id)
+		}
+		if h := mustSnap(t, other, "history", "-H=false", tag); !strings.Contains(h, "golden v1") {
+			t.Errorf("%s: history\n%s", file, h)
+		}
+	}
+}

@@ -95,12 +95,12 @@ func (s *Store) SaveDockerArchive(w io.Writer, imgs []*Image) error {
 	return tw.Close()
 }
 
-// LoadDockerArchive reads a `docker save` archive (or an OCI archive) and
+// LoadArchive reads a `docker save` archive (or an OCI archive) and
 // stores its images. The archive is first extracted flat into a temp dir:
 // only regular files, names checked, written through os.Root, so no entry
 // lands outside it. Layers are checked against the config's diff_ids. The
 // index changes only once everything is stored.
-func (s *Store) LoadDockerArchive(r io.Reader, comp diff.Compression) ([]*Image, error) {
+func (s *Store) LoadArchive(r io.Reader, comp diff.Compression) ([]*Image, error) {
 	tmp, err := os.MkdirTemp(s.root, ".tmp-load-")
 	if err != nil {
 		return nil, err
@@ -152,9 +152,12 @@ func (s *Store) LoadDockerArchive(r io.Reader, comp diff.Compression) ([]*Image,
 	if entries == 0 {
 		return nil, fmt.Errorf("archive: empty or not a tar")
 	}
+	if _, err := root.Stat(ocispec.ImageLayoutFile); err == nil {
+		return s.loadOCILayout(root)
+	}
 	mb, err := root.ReadFile("manifest.json")
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("archive: no manifest.json (not a docker-archive)")
+		return nil, fmt.Errorf("archive: neither a docker-archive (manifest.json) nor an OCI archive (oci-layout)")
 	}
 	if err != nil {
 		return nil, err
