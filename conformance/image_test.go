@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"snap/cli"
 	"snap/fixtures"
@@ -233,5 +234,43 @@ func TestArchivesRoundTrip(t *testing.T) {
 		if h := mustSnap(t, other, "history", "-H=false", tag); !strings.Contains(h, "golden v1") {
 			t.Errorf("%s: history\n%s", file, h)
 		}
+	}
+}
+
+// TestKilledCommitLeavesNoImage kills `snap commit` with SIGKILL at several
+// points of a large commit: the store must hold no new tag, no new index
+// entry, and stay usable.
+func TestKilledCommitLeavesNoImage(t *testing.T) {
+	w := t.TempDir()
+	bin := filepath.Join(w, "snap")
+	cmd(t, "go", "build", "-o", bin, "snap/cmd/snap")
+	root, rootfs := golden(t)
+	for i := range 40 {
+		sh(t, fmt.Sprintf("head -c 4000000 /dev/urandom > %s/opt/big%d", rootfs, i))
+	}
+	before, err := os.ReadFile(filepath.Join(root, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []time.Duration{5 * time.Millisecond, 50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		c := exec.Command(bin, "--root", root, "commit", "--base", "snap-e2e/base:1", "dir://"+rootfs, "snap-e2e/killed:1")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(after)
+		c.Process.Kill()
+		err := c.Wait()
+		now, _ := os.ReadFile(filepath.Join(root, "index.json"))
+		if err == nil {
+			t.Logf("commit finished within %v; nothing to check at this point", after)
+			continue
+		}
+		if string(now) != string(before) {
+			t.Fatalf("killed after %v: index changed", after)
+		}
+		if _, _, code := snapCLI(t, root, "inspect", "snap-e2e/killed:1"); code == 0 {
+			t.Fatalf("killed after %v: the tag exists", after)
+		}
+		mustSnap(t, root, "images")
 	}
 }

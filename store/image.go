@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -246,6 +247,9 @@ func (s *Store) Remove(name string) ([]string, error) {
 	return done, err
 }
 
+// staleTemp is the age after which a temp blob can only be a killed commit's.
+const staleTemp = time.Hour
+
 // Prune deletes blobs that no index entry reaches, and unpacked layers no
 // image uses. It returns the number of bytes freed.
 func (s *Store) Prune() (int64, error) {
@@ -273,7 +277,15 @@ func (s *Store) Prune() (int64, error) {
 		}
 		for _, e := range ents {
 			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-			if strings.HasPrefix(e.Name(), ".tmp-") || keep[d] {
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				// Left by a killed commit; one still running is younger.
+				if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
+					freed += info.Size()
+					os.Remove(filepath.Join(s.blobDir(), e.Name()))
+				}
+				continue
+			}
+			if keep[d] {
 				continue
 			}
 			if info, err := e.Info(); err == nil {
