@@ -99,6 +99,9 @@ func commitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if isTerminal(c.App.ErrWriter) {
+				opts.Progress = c.App.ErrWriter
+			}
 			img, err := commit.Commit(c.Context, st, src, opts)
 			if err != nil {
 				return err

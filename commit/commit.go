@@ -8,9 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	units "github.com/docker/go-units"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -34,6 +38,9 @@ type Options struct {
 	Tag string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Progress, if set, receives a status line every 200 ms while the layer
+	// is written ("\r"-refreshed, for a terminal).
+	Progress io.Writer
 }
 
 // Opened is a source ready to be walked.
@@ -158,7 +165,27 @@ func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Opti
 		return nil, diff.Result{}, err
 	}
 	defer bw.Abort()
-	res, err := diff.WriteLayer(ctx, bw, src, diff.Options{Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch})
+	dopts := diff.Options{Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch}
+	if opts.Progress != nil {
+		var files, bytes atomic.Int64
+		dopts.Progress = func(e int, b int64) { files.Store(int64(e)); bytes.Store(b) }
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					fmt.Fprint(opts.Progress, "\r\033[K")
+					return
+				case <-t.C:
+					fmt.Fprintf(opts.Progress, "\r\033[Kcommitting: %d files, %s", files.Load(), units.HumanSize(float64(bytes.Load())))
+				}
+			}
+		}()
+	}
+	res, err := diff.WriteLayer(ctx, bw, src, dopts)
 	if err != nil {
 		return nil, res, err
 	}

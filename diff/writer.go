@@ -26,6 +26,9 @@ type Options struct {
 	SourceDateEpoch *time.Time
 	// Sparse stores holes as PAX 1.0 sparse entries.
 	Sparse bool
+	// Progress, if set, is told after each entry how many entries and file
+	// bytes are written so far. It runs on the writer's goroutine: keep it cheap.
+	Progress func(entries int, bytes int64)
 }
 
 // Result describes a written layer.
@@ -146,6 +149,14 @@ func (lw *layerWriter) write(h *tar.Header) error {
 }
 
 func (lw *layerWriter) add(p *pending) error {
+	err := lw.addEntry(p)
+	if lw.opts.Progress != nil {
+		lw.opts.Progress(lw.entries, lw.contentSize)
+	}
+	return err
+}
+
+func (lw *layerWriter) addEntry(p *pending) error {
 	c := p.c
 	if c.Kind == Deleted {
 		return lw.write(lw.whiteout(c))
