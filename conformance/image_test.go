@@ -63,7 +63,7 @@ func golden(t *testing.T, env ...string) (root, base string) {
 		"-c", `CMD ["/bin/cat","/etc/motd"]`, "-c", "ENV MODE=golden", "-c", "LABEL tier=gold", "-c", "WORKDIR /opt/app",
 		"--base", "snap-e2e/base:1", "dir://"+rootfs, "snap-e2e/golden:1")
 	// Nothing changed since: an empty layer.
-	mustSnap(t, root, "commit", "-m", "no change", "--base", "snap-e2e/golden:1", "dir://"+rootfs, "snap-e2e/golden:2")
+	mustSnap(t, root, "commit", "-a", "QA <qa@example.com>", "-m", "no change", "--base", "snap-e2e/golden:1", "dir://"+rootfs, "snap-e2e/golden:2")
 	return root, rootfs
 }
 
@@ -91,8 +91,7 @@ func TestImageRunsUnderDocker(t *testing.T) {
 		t.Errorf("WORKDIR/ENV/added file: %q", got)
 	}
 	inspect := cmd(t, fixtures.DockerBinary(), "image", "inspect", "--format", "{{.Author}}|{{.Config.Labels.tier}}|{{json .Config.Cmd}}", "snap-e2e/golden:2")
-	if want := "|gold|[\"/bin/cat\",\"/etc/motd\"]\n"; inspect != want {
-		// golden:2 was committed without -a: docker shows the top commit's author.
+	if want := "QA <qa@example.com>|gold|[\"/bin/cat\",\"/etc/motd\"]\n"; inspect != want {
 		t.Errorf("docker inspect: %q, want %q", inspect, want)
 	}
 

@@ -35,13 +35,13 @@ func (r Rootfs) Walk(ctx context.Context, fn func(Change) error) error {
 	}
 	pool := newScanPool(ctx, scanWorkers)
 	defer pool.stop()
-	top := pool.submit(func() ([]dirItem, error) { return r.scanDir(pool, "", r.Root, lowerView{dirs: r.Lowers}) })
+	top := pool.submit(func(j *dirJob) ([]dirItem, error) { return r.scanDir(pool, j, "", r.Root, lowerView{dirs: r.Lowers}) })
 	return top.emit(ctx, &ancestors{fn: fn})
 }
 
 // scanDir compares one directory with its lowers and schedules the scans of
 // its subdirectories.
-func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirItem, error) {
+func (r Rootfs) scanDir(pool *scanPool, job *dirJob, rel, abs string, lv lowerView) ([]dirItem, error) {
 	d, err := openDir(abs)
 	if err != nil {
 		return nil, fmt.Errorf("read rootfs: %w", err)
@@ -70,7 +70,7 @@ func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirIte
 	var items []dirItem
 	subdir := func(c Change, emit bool, view lowerView) {
 		crel, cabs := c.Path, c.Abs
-		sub := pool.submit(func() ([]dirItem, error) { return r.scanDir(pool, crel, cabs, view) })
+		sub := pool.submit(func(j *dirJob) ([]dirItem, error) { return r.scanDir(pool, j, crel, cabs, view) })
 		items = append(items, dirItem{c: c, emit: emit, sub: sub})
 	}
 	for _, name := range names {
@@ -109,6 +109,19 @@ func (r Rootfs) scanDir(pool *scanPool, rel, abs string, lv lowerView) ([]dirIte
 		case changed:
 			items = append(items, dirItem{c: c, emit: true})
 		}
+	}
+	// Everything the lowers held here is gone: one opaque marker says so
+	// (as docker's layer of a replaced directory does) instead of a whiteout
+	// for each name. Not at the root, which has no entry to carry it.
+	deleted := 0
+	for _, it := range items {
+		if it.c.Kind == Deleted {
+			deleted++
+		}
+	}
+	if rel != "" && deleted > 0 && deleted == len(lower) {
+		job.opaque = true
+		items = slices.DeleteFunc(items, func(it dirItem) bool { return it.c.Kind == Deleted })
 	}
 	return items, nil
 }

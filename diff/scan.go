@@ -22,10 +22,14 @@ type dirItem struct {
 }
 
 type dirJob struct {
-	scan  func() ([]dirItem, error)
+	scan  func(*dirJob) ([]dirItem, error)
 	items []dirItem
 	err   error
 	done  chan struct{}
+	// opaque: the directory hides everything below it (all it held in the
+	// lowers is gone), so it carries an opaque marker instead of a whiteout
+	// per lower entry.
+	opaque bool
 }
 
 type scanPool struct {
@@ -47,7 +51,7 @@ func newScanPool(ctx context.Context, workers int) *scanPool {
 	return p
 }
 
-func (p *scanPool) submit(scan func() ([]dirItem, error)) *dirJob {
+func (p *scanPool) submit(scan func(*dirJob) ([]dirItem, error)) *dirJob {
 	j := &dirJob{scan: scan, done: make(chan struct{})}
 	p.mu.Lock()
 	p.queue = append(p.queue, j)
@@ -72,7 +76,7 @@ func (p *scanPool) work() {
 		p.queue = p.queue[1:]
 		p.mu.Unlock()
 		if j.err = p.ctx.Err(); j.err == nil {
-			j.items, j.err = j.scan()
+			j.items, j.err = j.scan(j)
 		}
 		close(j.done)
 	}
@@ -87,17 +91,29 @@ func (p *scanPool) stop() {
 	p.wg.Wait()
 }
 
-// emit yields the changes of a job and its subdirectories in walk order.
-func (j *dirJob) emit(ctx context.Context, anc *ancestors) error {
+func (j *dirJob) wait(ctx context.Context) error {
 	select {
 	case <-j.done:
+		return j.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if j.err != nil {
-		return j.err
+}
+
+// emit yields the changes of a job and its subdirectories in walk order.
+func (j *dirJob) emit(ctx context.Context, anc *ancestors) error {
+	if err := j.wait(ctx); err != nil {
+		return err
 	}
 	for _, it := range j.items {
+		if it.sub != nil {
+			if err := it.sub.wait(ctx); err != nil {
+				return err
+			}
+			if it.sub.opaque {
+				it.c.Opaque, it.emit = true, true
+			}
+		}
 		switch {
 		case it.emit:
 			if err := anc.emit(it.c); err != nil {

@@ -169,6 +169,10 @@ func TestRootfsAgainstLowers(t *testing.T) {
 			os.Remove(filepath.Join(r, "etc/motd"))
 			os.Symlink("passwd", filepath.Join(r, "etc/motd"))
 		}, []string{"C /etc", "C /etc/motd"}},
+		{"emptied dir is opaque, not a whiteout per name", func(r string) {
+			os.Remove(filepath.Join(r, "doc/a"))
+			write(t, filepath.Join(r, "doc/fresh"), "f")
+		}, []string{"C /doc (opaque)", "A /doc/fresh"}},
 		{"whited-out name comes back", func(r string) { write(t, filepath.Join(r, "doc/sub"), "file now") }, []string{"C /doc", "A /doc/sub"}},
 	}
 	for _, tc := range tests {
