@@ -17,6 +17,7 @@ import (
 	"snap/commit"
 	"snap/diff"
 	"snap/history"
+	"snap/source"
 	"snap/store"
 )
 
@@ -62,6 +63,12 @@ func finishImage(c *cli.Context, img *store.Image) error {
 // parseSource reads a commit's CONTAINER argument.
 func parseSource(c *cli.Context, arg string) (commit.Source, error) {
 	switch {
+	case strings.HasPrefix(arg, "docker://"):
+		name := strings.TrimPrefix(arg, "docker://")
+		if name == "" {
+			return nil, usagef("docker:// needs a container name")
+		}
+		return source.Docker{Name: name, Pause: c.Bool("pause")}, nil
 	case strings.HasPrefix(arg, "dir://"):
 		root := strings.TrimPrefix(arg, "dir://")
 		if root == "" {
@@ -69,7 +76,7 @@ func parseSource(c *cli.Context, arg string) (commit.Source, error) {
 		}
 		return commit.Dir{Root: root, Base: c.String("base")}, nil
 	}
-	return nil, fmt.Errorf("container %q: unknown (snap's own, docker:// and runc:// containers are not supported yet; use dir://PATH --base IMAGE)", arg)
+	return nil, fmt.Errorf("container %q: unknown (snap's own and runc:// containers are not supported yet; use docker://NAME or dir://PATH --base IMAGE)", arg)
 }
 
 func commitCommand() *cli.Command {
@@ -81,6 +88,7 @@ func commitCommand() *cli.Command {
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// rootfs was made from"},
 			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
 			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause the container during the commit"},
+			&cli.BoolFlag{Name: "to-docker", Usage: "also load the new image into the docker engine"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 || c.NArg() > 2 {
@@ -105,6 +113,11 @@ func commitCommand() *cli.Command {
 			img, err := commit.Commit(c.Context, st, src, opts)
 			if err != nil {
 				return err
+			}
+			if c.Bool("to-docker") {
+				if err := source.ToDocker(c.Context, st, img); err != nil {
+					return fmt.Errorf("commit: --to-docker: %w", err)
+				}
 			}
 			return finishImage(c, img)
 		},

@@ -23,8 +23,8 @@ func sourceFlags() []cli.Flag {
 	}
 }
 
-// source turns the --upper/--rootfs flags into a change source.
-func source(c *cli.Context) (diff.Source, error) {
+// changeSource turns the --upper/--rootfs flags into a change source.
+func changeSource(c *cli.Context) (diff.Source, error) {
 	upper, rootfs, lowers := c.String("upper"), c.String("rootfs"), c.StringSlice("lower")
 	switch {
 	case upper != "" && rootfs != "":
@@ -56,7 +56,7 @@ func layerCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usagef("layer: unexpected argument %q", c.Args().First())
 			}
-			src, err := source(c)
+			src, err := changeSource(c)
 			if err != nil {
 				return err
 			}
@@ -141,7 +141,7 @@ func diffCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("container %q: snap has no container store yet; use --upper or --rootfs", c.Args().First())
 			}
-			src, err := source(c)
+			src, err := changeSource(c)
 			if err != nil {
 				return err
 			}

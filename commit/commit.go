@@ -52,6 +52,9 @@ type Opened struct {
 	Base *store.Image
 	// CreatedBy goes into the history entry (a container's command).
 	CreatedBy string
+	// Config, when set, replaces the base's config before -c applies: docker
+	// commit starts from the container's own config (its command, env...).
+	Config *dockerspec.DockerOCIImageConfig
 	// Close releases the source (resumes a paused container). It is called
 	// on every path.
 	Close func() error
@@ -112,6 +115,9 @@ func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag st
 	} else {
 		cfg.Architecture, cfg.OS = runtime.GOARCH, runtime.GOOS
 		cfg.RootFS.Type = "layers"
+	}
+	if o.Config != nil {
+		cfg.Config = *o.Config
 	}
 	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
 		return nil, err

@@ -1,0 +1,112 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+
+	"snap/commit"
+	"snap/diff"
+	"snap/store"
+)
+
+// Docker is a container of a Docker Engine (docker://NAME), read through the
+// engine's API: inspect gives its overlay2 upper and lowers and its
+// command; pause and unpause go through the engine too.
+type Docker struct {
+	Name  string
+	Pause bool
+}
+
+func (d Docker) String() string { return "docker://" + d.Name }
+
+// Open inspects the container, brings its image into the store (exported
+// from the engine once, then found by image ID, so history and diff_ids
+// chain onto docker's), and pauses the container if it runs.
+func (d Docker) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
+	eng, err := NewEngine()
+	if err != nil {
+		return nil, err
+	}
+	c, err := eng.Inspect(ctx, d.Name)
+	if err != nil {
+		return nil, err
+	}
+	if c.GraphDriver.Name != "overlay2" {
+		return nil, fmt.Errorf("container uses the %q storage driver; snap reads overlay2", c.GraphDriver.Name)
+	}
+	upper, lowers := c.GraphDriver.Data["UpperDir"], c.GraphDriver.Data["LowerDir"]
+	if upper == "" {
+		return nil, fmt.Errorf("container has no overlay upper dir")
+	}
+	var cfg dockerspec.DockerOCIImageConfig
+	if err := json.Unmarshal(c.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("container config: %w", err)
+	}
+	base, err := dockerImage(ctx, eng, st, c.Image)
+	if err != nil {
+		return nil, err
+	}
+	o := &commit.Opened{
+		Changes:   diff.Overlay{Upper: upper, Lowers: strings.Split(lowers, ":")},
+		Base:      base,
+		CreatedBy: strings.Join(cfg.Cmd, " "),
+		Config:    &cfg,
+	}
+	if d.Pause && c.State.Running && !c.State.Paused {
+		if err := eng.Pause(ctx, c.ID); err != nil {
+			return nil, fmt.Errorf("pause: %w", err)
+		}
+		o.Close = func() error {
+			// Resume even when the commit was cancelled.
+			if err := eng.Unpause(context.WithoutCancel(ctx), c.ID); err != nil {
+				return fmt.Errorf("unpause: %w", err)
+			}
+			return nil
+		}
+	}
+	return o, nil
+}
+
+// dockerImage finds the engine's image in the store by ID, exporting it from
+// the engine the first time.
+func dockerImage(ctx context.Context, eng *Engine, st *store.Store, id string) (*store.Image, error) {
+	img, err := st.Lookup(id)
+	if err == nil {
+		return img, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(eng.SaveImage(ctx, id, pw)) }()
+	imgs, err := st.LoadArchive(pr, diff.Gzip)
+	pr.CloseWithError(err)
+	if err != nil {
+		return nil, fmt.Errorf("image %s from the engine: %w", id, err)
+	}
+	for _, img := range imgs {
+		if img.ID.String() == id {
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("image %s: the engine exported something else", id)
+}
+
+// ToDocker loads an image of the store into the engine (--to-docker).
+func ToDocker(ctx context.Context, st *store.Store, img *store.Image) error {
+	eng, err := NewEngine()
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(st.SaveDockerArchive(pw, []*store.Image{img})) }()
+	err = eng.LoadImage(ctx, pr)
+	pr.CloseWithError(err)
+	return err
+}

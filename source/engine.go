@@ -1,0 +1,119 @@
+// Package source holds the things snap commits: containers of other
+// runtimes (docker://, runc://) seen through their own interfaces.
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Engine is a Docker Engine API client on a unix socket, just the calls a
+// commit needs.
+type Engine struct {
+	host string // socket path
+	http *http.Client
+}
+
+// NewEngine connects to DOCKER_HOST (unix:// only) or the default socket.
+func NewEngine() (*Engine, error) {
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	sock, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		return nil, fmt.Errorf("docker engine %s: only unix:// sockets are supported", host)
+	}
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	return &Engine{host: sock, http: &http.Client{Transport: tr}}, nil
+}
+
+// apiError is the engine's JSON error body.
+type apiError struct {
+	Message string `json:"message"`
+}
+
+func (e *Engine) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://docker/v1.41"+path, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-tar")
+	}
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("docker engine at %s is not answering: %w", e.host, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var ae apiError
+		b, _ := io.ReadAll(resp.Body)
+		if json.Unmarshal(b, &ae) == nil && ae.Message != "" {
+			return fmt.Errorf("docker: %s", ae.Message)
+		}
+		return fmt.Errorf("docker: %s %s: %s", method, path, resp.Status)
+	}
+	switch o := out.(type) {
+	case nil:
+		_, err = io.Copy(io.Discard, resp.Body)
+	case io.Writer:
+		_, err = io.Copy(o, resp.Body)
+	default:
+		err = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return err
+}
+
+// ContainerJSON is the part of GET /containers/{id}/json snap reads.
+type ContainerJSON struct {
+	ID     string `json:"Id"`
+	Name   string
+	Image  string
+	Driver string
+	State  struct {
+		Running bool
+		Paused  bool
+	}
+	Config      json.RawMessage
+	GraphDriver struct {
+		Name string
+		Data map[string]string
+	}
+}
+
+func (e *Engine) Inspect(ctx context.Context, name string) (*ContainerJSON, error) {
+	var c ContainerJSON
+	if err := e.do(ctx, http.MethodGet, "/containers/"+url.PathEscape(name)+"/json", nil, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (e *Engine) Pause(ctx context.Context, id string) error {
+	return e.do(ctx, http.MethodPost, "/containers/"+id+"/pause", nil, nil)
+}
+
+func (e *Engine) Unpause(ctx context.Context, id string) error {
+	return e.do(ctx, http.MethodPost, "/containers/"+id+"/unpause", nil, nil)
+}
+
+// SaveImage streams `docker save IMAGE` into w.
+func (e *Engine) SaveImage(ctx context.Context, image string, w io.Writer) error {
+	return e.do(ctx, http.MethodGet, "/images/"+url.PathEscape(image)+"/get", nil, w)
+}
+
+// LoadImage hands a docker-archive to the engine (`docker load`).
+func (e *Engine) LoadImage(ctx context.Context, r io.Reader) error {
+	return e.do(ctx, http.MethodPost, "/images/load?quiet=1", r, nil)
+}
