@@ -69,6 +69,12 @@ func parseSource(c *cli.Context, arg string) (commit.Source, error) {
 			return nil, usagef("docker:// needs a container name")
 		}
 		return source.Docker{Name: name, Pause: c.Bool("pause")}, nil
+	case strings.HasPrefix(arg, "runc://"):
+		id := strings.TrimPrefix(arg, "runc://")
+		if id == "" {
+			return nil, usagef("runc:// needs a container id")
+		}
+		return source.Runc{ID: id, Root: c.String("runc-root"), Base: c.String("base"), Pause: c.Bool("pause")}, nil
 	case strings.HasPrefix(arg, "dir://"):
 		root := strings.TrimPrefix(arg, "dir://")
 		if root == "" {
@@ -76,7 +82,7 @@ func parseSource(c *cli.Context, arg string) (commit.Source, error) {
 		}
 		return commit.Dir{Root: root, Base: c.String("base")}, nil
 	}
-	return nil, fmt.Errorf("container %q: unknown (snap's own and runc:// containers are not supported yet; use docker://NAME or dir://PATH --base IMAGE)", arg)
+	return nil, fmt.Errorf("container %q: unknown (snap's own containers are not supported yet; use docker://NAME, runc://ID or dir://PATH --base IMAGE)", arg)
 }
 
 func commitCommand() *cli.Command {
@@ -89,6 +95,7 @@ func commitCommand() *cli.Command {
 			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
 			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause the container during the commit"},
 			&cli.BoolFlag{Name: "to-docker", Usage: "also load the new image into the docker engine"},
+			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`, for runc:// containers"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 || c.NArg() > 2 {

@@ -1,0 +1,158 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/runc/libcontainer"
+
+	"snap/commit"
+	"snap/diff"
+	"snap/store"
+)
+
+// Runc is a container of runc (runc://ID), loaded with libcontainer from
+// runc's state dir. Docker, containerd and podman mount the overlay before
+// runc starts, so the container's rootfs is the merged dir: its upperdir and
+// lowerdir come from /proc/self/mountinfo. A rootfs that is no overlay is
+// compared in rootfs mode with Base.
+type Runc struct {
+	ID    string
+	Root  string // runc's --root, default /run/runc
+	Base  string // image the rootfs was made from (needed unless its lowers are the store's own layers)
+	Pause bool
+}
+
+func (r Runc) String() string { return "runc://" + r.ID }
+
+func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
+	root := r.Root
+	if root == "" {
+		root = "/run/runc"
+	}
+	c, err := libcontainer.Load(root, r.ID)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "does not exist") {
+			return nil, fmt.Errorf("no runc container %q in %s", r.ID, root)
+		}
+		return nil, fmt.Errorf("runc container %q: %w", r.ID, err)
+	}
+	cfg := c.Config()
+	o := &commit.Opened{CreatedBy: strings.Join(bundleArgs(cfg.Labels), " ")}
+	upper, lowers, err := overlayOf(cfg.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case upper != "":
+		o.Changes = diff.Overlay{Upper: upper, Lowers: lowers}
+		if r.Base != "" {
+			if o.Base, err = st.Lookup(r.Base); err != nil {
+				return nil, fmt.Errorf("base %w", err)
+			}
+		} else if o.Base, err = imageOfLayers(st, lowers); err != nil {
+			return nil, err
+		}
+	case r.Base == "":
+		return nil, fmt.Errorf("rootfs %s is not an overlay: give --base IMAGE to compare it with", cfg.Rootfs)
+	default:
+		d, err := commit.Dir{Root: cfg.Rootfs, Base: r.Base}.Open(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		o.Changes, o.Base, o.Whole = d.Changes, d.Base, d.Whole
+	}
+	status, err := c.Status()
+	if err != nil {
+		return nil, err
+	}
+	if r.Pause && status == libcontainer.Running {
+		if err := c.Pause(); err != nil {
+			return nil, fmt.Errorf("pause: %w", err)
+		}
+		o.Close = func() error {
+			if err := c.Resume(); err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
+			return nil
+		}
+	}
+	return o, nil
+}
+
+// bundleArgs reads the process args from the bundle's config.json (runc
+// records the bundle path as a label; its state keeps no args).
+func bundleArgs(labels []string) []string {
+	for _, l := range labels {
+		if b, ok := strings.CutPrefix(l, "bundle="); ok {
+			raw, err := os.ReadFile(filepath.Join(b, "config.json"))
+			if err != nil {
+				return nil
+			}
+			var spec struct {
+				Process struct{ Args []string } `json:"process"`
+			}
+			if json.Unmarshal(raw, &spec) == nil {
+				return spec.Process.Args
+			}
+		}
+	}
+	return nil
+}
+
+// overlayOf finds the overlay mounted at rootfs and returns its upper and
+// lowers (top-most first); empty when rootfs is not an overlay mount.
+func overlayOf(rootfs string) (string, []string, error) {
+	real, err := filepath.EvalSymlinks(rootfs)
+	if err != nil {
+		return "", nil, fmt.Errorf("rootfs %s: %w", rootfs, err)
+	}
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(real))
+	if err != nil {
+		return "", nil, err
+	}
+	if len(mounts) == 0 || mounts[len(mounts)-1].FSType != "overlay" {
+		return "", nil, nil
+	}
+	var upper string
+	var lowers []string
+	for _, opt := range strings.Split(mounts[len(mounts)-1].VFSOptions, ",") {
+		if v, ok := strings.CutPrefix(opt, "upperdir="); ok {
+			upper = v
+		}
+		if v, ok := strings.CutPrefix(opt, "lowerdir="); ok {
+			lowers = strings.Split(v, ":")
+		}
+	}
+	if upper == "" {
+		return "", nil, fmt.Errorf("rootfs %s is a read-only overlay: nothing to commit", rootfs)
+	}
+	return upper, lowers, nil
+}
+
+// imageOfLayers finds the store's image whose unpacked layers are exactly
+// lowers, as when snap itself prepared the rootfs.
+func imageOfLayers(st *store.Store, lowers []string) (*store.Image, error) {
+	imgs, err := st.Images()
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range imgs {
+		var want []string
+		for _, d := range slices.Backward(img.Config.RootFS.DiffIDs) {
+			want = append(want, filepath.Join(st.Root(), "layers", d.Encoded()))
+		}
+		if slices.Equal(want, lowers) {
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("the rootfs lowers are no image of the store: give --base IMAGE")
+}
