@@ -10,6 +10,7 @@ import (
 )
 
 func TestExitCodesAndOutput(t *testing.T) {
+	t.Setenv("SNAP_ROOT", t.TempDir())
 	u := t.TempDir()
 	if err := os.WriteFile(filepath.Join(u, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -32,6 +33,7 @@ func TestExitCodesAndOutput(t *testing.T) {
 		{[]string{"layer", "--upper", "/no/such/dir"}, 1, "", "/no/such/dir"},
 		{[]string{"layer", "--nope"}, 2, "", "nope"},
 		{[]string{"diff", "mycontainer"}, 1, "", `container "mycontainer"`},
+		{[]string{"diff", "dir:///no/such/rootfs"}, 1, "", "/no/such/rootfs"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

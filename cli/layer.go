@@ -135,15 +135,45 @@ func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
 		Usage:     "list changed paths like docker diff",
-		UsageText: "snap diff (--upper DIR | --rootfs DIR) [--lower DIR]...",
-		Flags:     sourceFlags(),
+		UsageText: "snap diff CONTAINER | (--upper DIR | --rootfs DIR) [--lower DIR]...",
+		Flags: append(sourceFlags(),
+			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// or plain runc rootfs was made from"},
+			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`"},
+		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return fmt.Errorf("container %q: snap has no container store yet; use --upper or --rootfs", c.Args().First())
+			var src diff.Source
+			if c.NArg() > 1 {
+				return usagef("diff takes one CONTAINER")
 			}
-			src, err := changeSource(c)
-			if err != nil {
-				return err
+			if c.NArg() == 1 {
+				// Like docker diff: the container is read, not paused.
+				cs, err := parseSource(c, c.Args().First())
+				if err != nil {
+					return err
+				}
+				st, err := openStore(c)
+				if err != nil {
+					return err
+				}
+				o, err := cs.Open(c.Context, st)
+				if err != nil {
+					return fmt.Errorf("diff %s: %w", cs, err)
+				}
+				if o.Close != nil {
+					defer o.Close()
+				}
+				src = o.Changes
+				if o.Diff != nil {
+					src = o.Diff
+				}
+			} else {
+				var err error
+				if src, err = changeSource(c); err != nil {
+					return err
+				}
+				if ov, ok := src.(diff.Overlay); ok && len(ov.Lowers) > 0 && ov.Format == diff.FormatOverlay {
+					src = diff.Merged{Upper: ov.Upper, Lowers: ov.Lowers}
+				}
 			}
 			return src.Walk(c.Context, func(ch diff.Change) error {
 				_, err := fmt.Fprintln(c.App.Writer, ch)

@@ -46,6 +46,9 @@ type Options struct {
 // Opened is a source ready to be walked.
 type Opened struct {
 	Changes diff.Source
+	// Diff, if set, lists the changes as `docker diff` does (snap diff);
+	// otherwise Changes does.
+	Diff diff.Source
 	// Whole yields the complete filesystem, for --squash.
 	Whole diff.Source
 	// Base is the image the changes apply to; nil for none.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,6 +106,7 @@ func entries(t *testing.T, layer []byte) []Entry {
 
 func TestDockerConformance(t *testing.T) {
 	requireDocker(t)
+	store := filepath.Join(t.TempDir(), "store")
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			c, err := fixtures.RunContainer("snap-conf-"+sc.name, fixtures.BaseImage, sc.script)
@@ -157,6 +159,19 @@ func TestDockerConformance(t *testing.T) {
 					t.Error(d)
 				}
 				checkSnapOnly(t, se, sc.snapOnly)
+			})
+			t.Run("docker-diff", func(t *testing.T) {
+				// docker lists its changes in map order: compare sorted.
+				sorted := func(s string) string {
+					l := strings.Split(strings.TrimSpace(s), "\n")
+					slices.Sort(l)
+					return strings.Join(l, "\n")
+				}
+				want := cmd(t, fixtures.DockerBinary(), "diff", c.Name)
+				got := mustSnap(t, store, "diff", "docker://"+c.Name)
+				if sorted(got) != sorted(want) {
+					t.Errorf("snap diff docker://%s\n%s\ndocker diff:\n%s", c.Name, got, want)
+				}
 			})
 			t.Run("rootfs", func(t *testing.T) {
 				rootfsConformance(t, c, sc, dockerLayer.Bytes())

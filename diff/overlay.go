@@ -3,7 +3,6 @@ package diff
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,9 +114,6 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 		}
 		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
 			return fmt.Errorf("upper /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
-		}
-		if info.Mode()&fs.ModeSocket != 0 {
-			continue // sockets cannot be archived; docker skips them too
 		}
 		c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info, xattrsKnown: true}
 		var ov map[string]string

@@ -83,9 +83,6 @@ func (r Rootfs) scanDir(pool *scanPool, job *dirJob, rel, abs string, lv lowerVi
 		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
 			return nil, fmt.Errorf("rootfs /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
 		}
-		if info.Mode()&fs.ModeSocket != 0 {
-			continue
-		}
 		if le == nil || le.info.IsDir() != info.IsDir() {
 			c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info}
 			if le != nil {
@@ -131,6 +128,12 @@ func (r Rootfs) scanDir(pool *scanPool, job *dirJob, rel, abs string, lv lowerVi
 // of regular files and xattrs.
 // It returns the new file's xattrs when it had to read them.
 func differs(d *dir, abs string, info fs.FileInfo, le *lowerEntry) (bool, map[string]string, error) {
+	return compareMeta(d, info.Name(), abs, info, le, true)
+}
+
+// compareMeta is differs for a file in dir d; links says whether a changed
+// link count counts (for a layer it must; docker diff ignores it).
+func compareMeta(d *dir, name, abs string, info fs.FileInfo, le *lowerEntry, links bool) (bool, map[string]string, error) {
 	a, aok := info.Sys().(*syscall.Stat_t)
 	b, bok := le.info.Sys().(*syscall.Stat_t)
 	if !aok || !bok {
@@ -141,7 +144,7 @@ func differs(d *dir, abs string, info fs.FileInfo, le *lowerEntry) (bool, map[st
 	}
 	// A new hardlink to an unchanged file changes the file's link count: the
 	// file must travel with the layer so the new name can link to it.
-	if a.Mode&syscall.S_IFMT == syscall.S_IFREG && a.Nlink != b.Nlink {
+	if links && a.Mode&syscall.S_IFMT == syscall.S_IFREG && a.Nlink != b.Nlink {
 		return true, nil, nil
 	}
 	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
@@ -162,7 +165,7 @@ func differs(d *dir, abs string, info fs.FileInfo, le *lowerEntry) (bool, map[st
 			return true, nil, nil
 		}
 	}
-	x1, _, err := d.xattrs(info.Name())
+	x1, _, err := d.xattrs(name)
 	if err != nil {
 		return false, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"syscall"
@@ -149,6 +150,9 @@ func (lw *layerWriter) write(h *tar.Header) error {
 }
 
 func (lw *layerWriter) add(p *pending) error {
+	if p.c.Info != nil && p.c.Info.Mode()&fs.ModeSocket != 0 {
+		return nil // a socket cannot be archived; docker skips them too
+	}
 	err := lw.addEntry(p)
 	if lw.opts.Progress != nil {
 		lw.opts.Progress(lw.entries, lw.contentSize)

@@ -54,6 +54,7 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 	}
 	o := &commit.Opened{
 		Changes:   diff.Overlay{Upper: upper, Lowers: strings.Split(lowers, ":")},
+		Diff:      diff.Merged{Upper: upper, Lowers: strings.Split(lowers, ":")},
 		Base:      base,
 		CreatedBy: strings.Join(cfg.Cmd, " "),
 		Config:    &cfg,

@@ -54,6 +54,7 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 	switch {
 	case upper != "":
 		o.Changes = diff.Overlay{Upper: upper, Lowers: lowers}
+		o.Diff = diff.Merged{Upper: upper, Lowers: lowers}
 		if r.Base != "" {
 			if o.Base, err = st.Lookup(r.Base); err != nil {
 				return nil, fmt.Errorf("base %w", err)

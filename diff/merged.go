@@ -1,0 +1,109 @@
+package diff
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Merged lists what a container changed the way `docker diff` does: the
+// container's view (Upper over Lowers) against the image's (Lowers), path
+// by path, with docker's metadata rules. Unlike a layer, it names every
+// lower entry an opaque directory hides (D), reports a file copied up but
+// unchanged as nothing, and lists sockets. Only directories present in the
+// upper are read, so the cost still follows the change.
+type Merged struct {
+	Upper  string
+	Lowers []string
+}
+
+// Walk yields the changes in walk order (docker's own order is random).
+func (m Merged) Walk(ctx context.Context, fn func(Change) error) error {
+	anc := &ancestors{fn: fn}
+	return m.walk(ctx, anc, "", lowerView{dirs: append([]string{m.Upper}, m.Lowers...)}, lowerView{dirs: m.Lowers})
+}
+
+func (m Merged) inUpper(v lowerView) bool {
+	return len(v.dirs) > 0 && strings.HasPrefix(v.dirs[0], m.Upper+"/")
+}
+
+func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov lowerView) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now, nd, err := nv.list()
+	if err != nil {
+		return err
+	}
+	defer closeDirs(nd)
+	was, od, err := ov.list()
+	if err != nil {
+		return err
+	}
+	defer closeDirs(od)
+	names := slices.Collect(maps.Keys(now))
+	for n := range was {
+		if now[n] == nil {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		crel := join(rel, name)
+		ne, oe := now[name], was[name]
+		if ne == nil {
+			if err := anc.emit(Change{Kind: Deleted, Path: crel}); err != nil {
+				return err
+			}
+			continue
+		}
+		c := Change{Kind: Changed, Path: crel, Abs: ne.abs, Info: ne.info}
+		fromUpper := strings.HasPrefix(ne.abs, m.Upper+"/")
+		switch {
+		case oe == nil || oe.info.IsDir() != ne.info.IsDir():
+			if oe == nil {
+				c.Kind = Added
+			}
+			if err := anc.emit(c); err != nil {
+				return err
+			}
+			if ne.info.IsDir() {
+				if err := m.walk(ctx, anc, crel, ne.view, lowerView{}); err != nil {
+					return err
+				}
+			}
+		case ne.info.IsDir():
+			if !m.inUpper(ne.view) {
+				continue // nothing beneath it changed
+			}
+			changed, _, err := compareMeta(ne.dir, ne.name, ne.abs, ne.info, oe, false)
+			if err != nil {
+				return err
+			}
+			if changed {
+				err = anc.emit(c)
+			} else {
+				anc.push(c)
+			}
+			if err != nil {
+				return err
+			}
+			if err := m.walk(ctx, anc, crel, ne.view, oe.view); err != nil {
+				return err
+			}
+			anc.pop(crel)
+		case fromUpper:
+			changed, _, err := compareMeta(ne.dir, ne.name, ne.abs, ne.info, oe, false)
+			if err != nil {
+				return err
+			}
+			if changed {
+				if err := anc.emit(c); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
