@@ -48,6 +48,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			return usageError{err}
 		},
 	}
+	app.Commands = append(app.Commands, containerCommands()...)
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
 	}
@@ -59,6 +60,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := App(stdout, stderr).RunContext(ctx, args)
 	if err == nil {
 		return 0
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code) // the container's own status, as docker run passes it on
 	}
 	fmt.Fprintf(stderr, "snap: %v\n", err)
 	var ue usageError

@@ -32,7 +32,7 @@ func TestExitCodesAndOutput(t *testing.T) {
 		{[]string{"layer", "--upper", u, "--source-date-epoch", "yesterday"}, 2, "", `source date epoch "yesterday"`},
 		{[]string{"layer", "--upper", "/no/such/dir"}, 1, "", "/no/such/dir"},
 		{[]string{"layer", "--nope"}, 2, "", "nope"},
-		{[]string{"diff", "mycontainer"}, 1, "", `container "mycontainer"`},
+		{[]string{"diff", "mycontainer"}, 1, "", "no such container: mycontainer"},
 		{[]string{"diff", "dir:///no/such/rootfs"}, 1, "", "/no/such/rootfs"},
 	}
 	for _, tc := range tests {

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"snap/commit"
+	"snap/container"
 	"snap/diff"
 	"snap/history"
 	"snap/source"
@@ -82,7 +83,10 @@ func parseSource(c *cli.Context, arg string) (commit.Source, error) {
 		}
 		return commit.Dir{Root: root, Base: c.String("base")}, nil
 	}
-	return nil, fmt.Errorf("container %q: unknown (snap's own containers are not supported yet; use docker://NAME, runc://ID or dir://PATH --base IMAGE)", arg)
+	if strings.Contains(arg, "://") {
+		return nil, fmt.Errorf("container %q: unknown kind (want NAME, docker://NAME, runc://ID or dir://PATH)", arg)
+	}
+	return container.Source{Name: arg, Pause: c.Bool("pause")}, nil
 }
 
 func commitCommand() *cli.Command {

@@ -55,6 +55,10 @@ func TestCommitDockerContainer(t *testing.T) {
 	if got != "made-in-docker\nw\n" {
 		t.Errorf("docker run of the committed image: %q", got)
 	}
+	// And under snap's own runtime.
+	if got := mustSnap(t, root, "run", "--rm", "snap-e2e/fromdocker:1", "sh", "-c", "cat /etc/motd /work/f"); got != "made-in-docker\nw\n" {
+		t.Errorf("snap run of the committed image: %q", got)
+	}
 	// The engine's base was exported once: a second commit finds it by ID.
 	mustSnap(t, root, "commit", "-m", "again", "docker://"+name, "snap-e2e/fromdocker:2")
 	if n := strings.Count(mustSnap(t, root, "images"), "\n"); n != 4 {

@@ -8,7 +8,12 @@ import (
 	"syscall"
 
 	"snap/cli"
+	"snap/container"
 )
+
+// init runs before main: libcontainer re-executes snap as "snap init" inside
+// a new container's namespaces, and that process never reaches main.
+func init() { container.InitIfAsked() }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,0 +1,292 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/urfave/cli/v2"
+
+	"snap/container"
+)
+
+func manager(c *cli.Context) (*container.Manager, error) {
+	st, err := openStore(c)
+	if err != nil {
+		return nil, err
+	}
+	return container.New(st), nil
+}
+
+func createFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "container name"},
+		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value`"},
+		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
+		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
+		&cli.StringFlag{Name: "hostname", Usage: "hostname"},
+		&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "bind `HOST:CTR[:ro]` (never committed)"},
+		&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
+	}
+}
+
+func createOptions(c *cli.Context) (container.CreateOptions, error) {
+	if c.NArg() < 1 {
+		return container.CreateOptions{}, usagef("%s needs IMAGE [COMMAND [ARG...]]", c.Command.Name)
+	}
+	for _, v := range c.StringSlice("volume") {
+		if p := strings.Split(v, ":"); len(p) < 2 || len(p) > 3 || !strings.HasPrefix(p[1], "/") || (len(p) == 3 && p[2] != "ro" && p[2] != "rw") {
+			return container.CreateOptions{}, usagef("volume %q: want HOST:CTR[:ro]", v)
+		}
+	}
+	return container.CreateOptions{
+		Image: c.Args().First(), Name: c.String("name"), Args: c.Args().Tail(), Env: c.StringSlice("env"),
+		Cwd: c.String("workdir"), User: c.String("user"), Hostname: c.String("hostname"),
+		Volumes: c.StringSlice("volume"), Remove: c.Bool("rm"),
+	}, nil
+}
+
+func createContainer(c *cli.Context) (*container.Manager, *container.Meta, error) {
+	o, err := createOptions(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := manager(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := m.Create(o)
+	return m, meta, err
+}
+
+// exitCode carries a container's exit status out through cli.Run.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a command in a new container",
+		UsageText: "snap run [-d] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] IMAGE [COMMAND [ARG...]]",
+		Flags:     append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background, print the ID"}),
+		Action: func(c *cli.Context) error {
+			m, meta, err := createContainer(c)
+			if err != nil {
+				return err
+			}
+			return start(c, m, meta, c.Bool("detach"))
+		},
+	}
+}
+
+func start(c *cli.Context, m *container.Manager, meta *container.Meta, detach bool) error {
+	code, err := m.Start(c.Context, meta, container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter}, detach)
+	if err != nil {
+		if meta.Remove {
+			m.Remove(meta, true)
+		}
+		return err
+	}
+	if detach {
+		fmt.Fprintln(c.App.Writer, meta.ID)
+		return nil
+	}
+	if meta.Remove {
+		if err := m.Remove(meta, true); err != nil {
+			return err
+		}
+	}
+	if code != 0 {
+		return exitCode(code)
+	}
+	return nil
+}
+
+func createCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "create a container without starting it",
+		UsageText: "snap create [--name N] [-e VAR=v] ... IMAGE [COMMAND [ARG...]]",
+		Flags:     createFlags(),
+		Action: func(c *cli.Context) error {
+			_, meta, err := createContainer(c)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(c.App.Writer, meta.ID)
+			return err
+		},
+	}
+}
+
+// eachContainer runs fn for every named container, the way docker's
+// multi-container commands do.
+func eachContainer(name string, fn func(c *cli.Context, m *container.Manager, meta *container.Meta) error) *cli.Command {
+	return &cli.Command{
+		Name: name,
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 {
+				return usagef("%s needs CONTAINER", name)
+			}
+			m, err := manager(c)
+			if err != nil {
+				return err
+			}
+			for _, n := range c.Args().Slice() {
+				meta, err := m.Get(n)
+				if err != nil {
+					return err
+				}
+				if err := fn(c, m, meta); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func containerCommands() []*cli.Command {
+	startCmd := eachContainer("start", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		return start(c, m, meta, !c.Bool("attach"))
+	})
+	startCmd.Usage = "start a created or stopped container"
+	startCmd.Flags = []cli.Flag{&cli.BoolFlag{Name: "attach", Aliases: []string{"a"}, Usage: "stay attached and return its exit code"}}
+
+	stop := eachContainer("stop", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		if err := m.Kill(meta, syscall.SIGTERM); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(time.Duration(c.Int("time")) * time.Second)
+		for time.Now().Before(deadline) && strings.HasPrefix(m.Status(meta), "Up") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if strings.HasPrefix(m.Status(meta), "Up") {
+			m.Kill(meta, syscall.SIGKILL)
+		}
+		_, err := fmt.Fprintln(c.App.Writer, meta.Name)
+		return err
+	})
+	stop.Usage = "stop containers (SIGTERM, then SIGKILL)"
+	stop.Flags = []cli.Flag{&cli.IntFlag{Name: "time", Aliases: []string{"t"}, Value: 10, Usage: "seconds before SIGKILL"}}
+
+	kill := eachContainer("kill", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		sig := syscall.SIGKILL
+		if s := c.String("signal"); s != "" {
+			n, ok := signals[strings.TrimPrefix(strings.ToUpper(s), "SIG")]
+			if !ok {
+				return usagef("signal %q: unknown", s)
+			}
+			sig = n
+		}
+		return m.Kill(meta, sig)
+	})
+	kill.Usage = "signal containers"
+	kill.Flags = []cli.Flag{&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Usage: "signal (default KILL)"}}
+
+	rm := eachContainer("rm", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		if err := m.Remove(meta, c.Bool("force")); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(c.App.Writer, meta.Name)
+		return err
+	})
+	rm.Usage = "remove containers"
+	rm.Flags = []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}}
+
+	pause := eachContainer("pause", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		lc, err := m.Load(meta)
+		if err != nil {
+			return err
+		}
+		return lc.Pause()
+	})
+	pause.Usage = "freeze containers (cgroup freezer)"
+	unpause := eachContainer("unpause", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		lc, err := m.Load(meta)
+		if err != nil {
+			return err
+		}
+		return lc.Resume()
+	})
+	unpause.Usage = "thaw containers"
+
+	logs := eachContainer("logs", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		f, err := os.Open(m.Log(meta))
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(c.App.Writer, f)
+		return err
+	})
+	logs.Usage = "print a detached container's output"
+
+	mount := eachContainer("mount", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		p, err := m.Mount(meta)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(c.App.Writer, p)
+		return err
+	})
+	mount.Usage = "mount a container's rootfs and print its path"
+
+	return []*cli.Command{runCommand(), createCommand(), startCmd, stop, kill, rm, pause, unpause, logs, mount, psCommand()}
+}
+
+var signals = map[string]syscall.Signal{
+	"KILL": syscall.SIGKILL, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "HUP": syscall.SIGHUP,
+	"QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
+}
+
+func psCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ps",
+		Usage: "list containers",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "also stopped containers"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only IDs"},
+		},
+		Action: func(c *cli.Context) error {
+			m, err := manager(c)
+			if err != nil {
+				return err
+			}
+			all, err := m.List()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 10, 1, 3, ' ', 0)
+			if !c.Bool("quiet") {
+				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+			}
+			for _, meta := range all {
+				status := m.Status(meta)
+				if !c.Bool("all") && !strings.HasPrefix(status, "Up") {
+					continue
+				}
+				if c.Bool("quiet") {
+					fmt.Fprintln(tw, meta.ID[:12])
+					continue
+				}
+				command := strings.Join(meta.Args, " ")
+				if len(command) > 20 {
+					command = command[:19] + "…"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t%s\n", meta.ID[:12], meta.ImageRef, command,
+					units.HumanDuration(time.Since(meta.Created)), status, meta.Name)
+			}
+			return tw.Flush()
+		},
+	}
+}

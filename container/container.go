@@ -1,0 +1,277 @@
+// Package container is snap's own daemonless runtime on libcontainer: each
+// container's rootfs is an overlay of its image's cached layers under a thin
+// init layer (what the runtime itself creates: /etc/hosts, mount points) and
+// its own upper dir, so a commit holds only what the process changed.
+package container
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"snap/store"
+)
+
+// Meta is what snap keeps about a container.
+type Meta struct {
+	ID       string
+	Name     string
+	Image    string // image ID
+	ImageRef string // as the user named it
+	Args     []string
+	Env      []string
+	Cwd      string
+	User     string
+	Hostname string
+	Volumes  []string // HOST:CTR[:ro]
+	Created  time.Time
+	Remove   bool // --rm
+}
+
+// Manager keeps the containers of one store.
+type Manager struct {
+	st    *store.Store
+	dir   string // ROOT/containers
+	State string // libcontainer's state root
+}
+
+func New(st *store.Store) *Manager {
+	return &Manager{st: st, dir: filepath.Join(st.Root(), "containers"), State: filepath.Join(st.Root(), "run")}
+}
+
+func (m *Manager) path(id string, parts ...string) string {
+	return filepath.Join(append([]string{m.dir, id}, parts...)...)
+}
+
+// Upper, Init and Rootfs are the container's overlay dirs.
+func (m *Manager) Upper(id string) string  { return m.path(id, "upper") }
+func (m *Manager) Init(id string) string   { return m.path(id, "init") }
+func (m *Manager) Rootfs(id string) string { return m.path(id, "rootfs") }
+
+// List returns every container, oldest first.
+func (m *Manager) List() ([]*Meta, error) {
+	ents, err := os.ReadDir(m.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Meta
+	for _, e := range ents {
+		b, err := os.ReadFile(m.path(e.Name(), "meta.json"))
+		if err != nil {
+			continue // being created or removed
+		}
+		var meta Meta
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return nil, fmt.Errorf("container %s: %w", e.Name(), err)
+		}
+		out = append(out, &meta)
+	}
+	slices.SortFunc(out, func(a, b *Meta) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// Get finds a container by name or ID prefix.
+func (m *Manager) Get(name string) (*Meta, error) {
+	all, err := m.List()
+	if err != nil {
+		return nil, err
+	}
+	var found []*Meta
+	for _, c := range all {
+		if c.Name == name || c.ID == name {
+			return c, nil
+		}
+		if len(name) >= 3 && strings.HasPrefix(c.ID, name) {
+			found = append(found, c)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	if len(found) > 1 {
+		return nil, fmt.Errorf("container %s: ambiguous ID prefix", name)
+	}
+	return nil, fmt.Errorf("no such container: %s", name)
+}
+
+// CreateOptions are docker run's flags that snap takes.
+type CreateOptions struct {
+	Image    string
+	Name     string
+	Args     []string // empty: the image's entrypoint and cmd
+	Env      []string
+	Cwd      string
+	User     string
+	Hostname string
+	Volumes  []string
+	Remove   bool
+}
+
+// Create prepares a container: the image's layers unpacked (once, shared),
+// the init layer, the upper and work dirs.
+func (m *Manager) Create(o CreateOptions) (*Meta, error) {
+	img, err := m.st.Lookup(o.Image)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.st.LayerDirs(img); err != nil {
+		return nil, err
+	}
+	if o.Name != "" {
+		if _, err := m.Get(o.Name); err == nil {
+			return nil, fmt.Errorf("container name %q is already in use", o.Name)
+		}
+	}
+	idb := make([]byte, 32)
+	rand.Read(idb)
+	id := hex.EncodeToString(idb)
+	meta := &Meta{ID: id, Name: o.Name, Image: img.ID.String(), ImageRef: o.Image, Created: time.Now().UTC(),
+		Cwd: o.Cwd, User: o.User, Hostname: o.Hostname, Volumes: o.Volumes, Remove: o.Remove}
+	if meta.Name == "" {
+		meta.Name = "snap_" + id[:8]
+	}
+	if meta.Hostname == "" {
+		meta.Hostname = id[:12]
+	}
+	cfg := img.Config.Config
+	meta.Args = o.Args
+	if len(meta.Args) == 0 {
+		meta.Args = append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
+	} else if len(cfg.Entrypoint) > 0 {
+		meta.Args = append(slices.Clone(cfg.Entrypoint), o.Args...)
+	}
+	if len(meta.Args) == 0 {
+		return nil, fmt.Errorf("image %s: no command given and the image has none", o.Image)
+	}
+	meta.Env = slices.Clone(cfg.Env)
+	if !slices.ContainsFunc(meta.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		meta.Env = append(meta.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	meta.Env = append(meta.Env, "HOSTNAME="+meta.Hostname)
+	meta.Env = append(meta.Env, o.Env...)
+	if meta.Cwd == "" {
+		meta.Cwd = cfg.WorkingDir
+	}
+	if meta.Cwd == "" {
+		meta.Cwd = "/"
+	}
+	if meta.User == "" {
+		meta.User = cfg.User
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(m.path(id)), ".tmp-")
+	if err != nil {
+		if err := os.MkdirAll(m.dir, 0o700); err != nil {
+			return nil, err
+		}
+		if tmp, err = os.MkdirTemp(m.dir, ".tmp-"); err != nil {
+			return nil, err
+		}
+	}
+	defer os.RemoveAll(tmp)
+	for _, d := range []string{"upper", "work", "rootfs", "init"} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeInit(filepath.Join(tmp, "init"), meta, cfg.Volumes); err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, m.path(id)); err != nil {
+		return nil, err
+	}
+	return meta, nil
+}
+
+// writeInit makes the init layer: the files and mount points the runtime
+// needs, so they never land in the container's upper and never in a commit.
+func writeInit(dir string, meta *Meta, imageVolumes map[string]struct{}) error {
+	points := []string{"proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue", "etc"}
+	for v := range imageVolumes {
+		points = append(points, strings.TrimPrefix(v, "/"))
+	}
+	for _, v := range meta.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 {
+			points = append(points, strings.TrimPrefix(parts[1], "/"))
+		}
+	}
+	for _, p := range points {
+		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
+			return err
+		}
+	}
+	files := map[string]string{
+		"etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + meta.Hostname + "\n",
+		"etc/hostname":    meta.Hostname + "\n",
+		"etc/resolv.conf": "",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Mount mounts the container's overlay rootfs if it is not mounted.
+func (m *Manager) Mount(meta *Meta) (string, error) {
+	rootfs := m.Rootfs(meta.ID)
+	if mounted(rootfs) {
+		return rootfs, nil
+	}
+	img, err := m.st.Lookup(meta.Image)
+	if err != nil {
+		return "", fmt.Errorf("container %s: its image: %w", meta.Name, err)
+	}
+	layers, err := m.st.LayerDirs(img)
+	if err != nil {
+		return "", err
+	}
+	lowers := append([]string{m.Init(meta.ID)}, layers...)
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + m.Upper(meta.ID) + ",workdir=" + m.path(meta.ID, "work")
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
+		return "", fmt.Errorf("container %s: mount overlay: %w", meta.Name, err)
+	}
+	return rootfs, nil
+}
+
+// Lowers are the container's lowers, top-most first: init, then the image.
+func (m *Manager) Lowers(meta *Meta) ([]string, *store.Image, error) {
+	img, err := m.st.Lookup(meta.Image)
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: its image %s: %w", meta.Name, meta.ImageRef, err)
+	}
+	layers, err := m.st.LayerDirs(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append([]string{m.Init(meta.ID)}, layers...), img, nil
+}
+
+func mounted(p string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(p, &a) != nil || unix.Stat(filepath.Dir(p), &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev // an overlay has a device of its own
+}
+
+// Log is where a detached container's output goes.
+func (m *Manager) Log(meta *Meta) string { return m.path(meta.ID, "log") }

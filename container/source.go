@@ -1,0 +1,68 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/runc/libcontainer"
+
+	"snap/commit"
+	"snap/diff"
+	"snap/store"
+)
+
+// Source commits one of snap's own containers: its upper dir, against its
+// init layer and image; frozen (cgroup freezer) while it is walked.
+type Source struct {
+	Name  string
+	Pause bool
+}
+
+func (s Source) String() string { return s.Name }
+
+func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
+	m := New(st)
+	meta, err := m.Get(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	lowers, img, err := m.Lowers(meta)
+	if err != nil {
+		return nil, err
+	}
+	var full dockerspec.DockerOCIImage
+	if err := json.Unmarshal(img.RawConfig, &full); err != nil {
+		return nil, err
+	}
+	cfg := full.Config
+	cfg.Env, cfg.WorkingDir, cfg.User = meta.Env, meta.Cwd, meta.User
+	if len(cfg.Entrypoint) == 0 {
+		cfg.Cmd = meta.Args
+	}
+	o := &commit.Opened{
+		Changes:   diff.Overlay{Upper: m.Upper(meta.ID), Lowers: lowers},
+		Diff:      diff.Merged{Upper: m.Upper(meta.ID), Lowers: lowers},
+		Base:      img,
+		CreatedBy: strings.Join(meta.Args, " "),
+		Config:    &cfg,
+	}
+	if s.Pause {
+		if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
+			if st, _ := c.Status(); st == libcontainer.Running {
+				if err := c.Pause(); err != nil {
+					return nil, fmt.Errorf("pause %s: %w", meta.Name, err)
+				}
+				o.Close = func() error {
+					if err := c.Resume(); err != nil {
+						return fmt.Errorf("resume %s: %w", meta.Name, err)
+					}
+					return nil
+				}
+			}
+		}
+	}
+	return o, nil
+}
