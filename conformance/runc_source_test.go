@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"snap/store"
 )
 
 // runcBundle writes a bundle whose process runs script in rootfs.
@@ -61,17 +63,23 @@ func TestCommitRuncContainer(t *testing.T) {
 	_ = base
 	w := t.TempDir()
 	runcRoot := filepath.Join(w, "runc-state")
-	layers, err := filepath.Glob(filepath.Join(root, "layers", "*"))
-	if err != nil || len(layers) == 0 {
-		// golden() committed dir:// against base:1, which unpacked its layer.
-		t.Fatalf("no unpacked layers in the store: %v", layers)
+	st, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
 	}
-	mustSnap(t, root, "inspect", "snap-e2e/base:1")
+	img, err := st.Lookup("snap-e2e/golden:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := st.LayerDirs(img) // as a runtime prepares a rootfs from the store
+	if err != nil {
+		t.Fatal(err)
+	}
 	bundle := filepath.Join(w, "bundle")
 	for _, d := range []string{"upper", "work", "rootfs"} {
 		os.MkdirAll(filepath.Join(bundle, d), 0o755)
 	}
-	sh(t, "mount -t overlay overlay -o lowerdir="+layers[0]+",upperdir="+bundle+"/upper,workdir="+bundle+"/work "+bundle+"/rootfs")
+	sh(t, "mount -t overlay overlay -o lowerdir="+strings.Join(layers, ":")+",upperdir="+bundle+"/upper,workdir="+bundle+"/work "+bundle+"/rootfs")
 	defer exec.Command("umount", bundle+"/rootfs").Run()
 	script := "echo from-runc > /etc/motd; mkdir -p /srv; echo s > /srv/s; exec sleep 1000"
 	runcBundle(t, bundle, "rootfs", script)
@@ -85,7 +93,7 @@ func TestCommitRuncContainer(t *testing.T) {
 		t.Fatalf("runc container after commit: %s", st)
 	}
 	h := mustSnap(t, root, "history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}", "snap-e2e/fromrunc:1")
-	if !strings.HasPrefix(h, "sh -c "+script+"|from runc\n") || !strings.Contains(h, "Imported from") {
+	if !strings.HasPrefix(h, "sh -c "+script+"|from runc\n") || !strings.Contains(h, "golden v1") || !strings.Contains(h, "Imported from") {
 		t.Errorf("history:\n%s", h)
 	}
 	out := filepath.Join(w, "x.tar")
