@@ -24,6 +24,7 @@ test: build vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSparseRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
 	$(GO) test -run '^$$' -fuzz '^FuzzNamesRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
+	$(GO) test -run '^$$' -fuzz '^FuzzLayerDirStaysInside$$' -fuzztime $(FUZZTIME) ./store
 
 demo: build
 	./fixtures/demo.sh

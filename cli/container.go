@@ -241,7 +241,38 @@ func containerCommands() []*cli.Command {
 	})
 	mount.Usage = "mount a container's rootfs and print its path"
 
-	return []*cli.Command{runCommand(), createCommand(), startCmd, stop, kill, rm, pause, unpause, logs, mount, psCommand()}
+	exec := &cli.Command{
+		Name:      "exec",
+		Usage:     "run a command in a running container",
+		UsageText: "snap exec [-e VAR=v] [-w DIR] CONTAINER COMMAND [ARG...]",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value`"},
+			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 2 {
+				return usagef("exec needs CONTAINER COMMAND")
+			}
+			m, err := manager(c)
+			if err != nil {
+				return err
+			}
+			meta, err := m.Get(c.Args().First())
+			if err != nil {
+				return err
+			}
+			code, err := m.Exec(meta, c.Args().Tail(), c.StringSlice("env"), c.String("workdir"),
+				container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter})
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitCode(code)
+			}
+			return nil
+		},
+	}
+	return []*cli.Command{runCommand(), createCommand(), startCmd, exec, stop, kill, rm, pause, unpause, logs, mount, psCommand()}
 }
 
 var signals = map[string]syscall.Signal{

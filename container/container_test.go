@@ -135,6 +135,10 @@ func TestCommitRunningContainer(t *testing.T) {
 	if s := m.Status(meta); s != "Up" {
 		t.Fatalf("after the commit the container is %q", s)
 	}
+	var out bytes.Buffer
+	if code, err := m.Exec(meta, []string{"sh", "-c", "cat /etc/motd; exit 4"}, nil, "", Stdio{Out: &out}); err != nil || code != 4 || out.String() != "provisioned\n" {
+		t.Errorf("exec: %q exit %d %v", out.String(), code, err)
+	}
 	c1, _ := os.ReadFile(filepath.Join(m.Rootfs(meta.ID), "tmp/counter"))
 	time.Sleep(200 * time.Millisecond)
 	c2, _ := os.ReadFile(filepath.Join(m.Rootfs(meta.ID), "tmp/counter"))
@@ -144,9 +148,9 @@ func TestCommitRunningContainer(t *testing.T) {
 	if h := img.Config.History[len(img.Config.History)-1]; h.CreatedBy != "sh -c "+script || h.Comment != "golden v1" {
 		t.Errorf("history entry %+v", h)
 	}
-	out, code := runFG(t, m, CreateOptions{Image: "golden:1", Args: []string{"sh", "-c", "cat /etc/motd; test -e /data/in-volume && echo volume leaked; true"}})
-	if out != "provisioned\n" || code != 0 {
-		t.Errorf("the committed image: %q exit %d", out, code)
+	ran, code := runFG(t, m, CreateOptions{Image: "golden:1", Args: []string{"sh", "-c", "cat /etc/motd; test -e /data/in-volume && echo volume leaked; true"}})
+	if ran != "provisioned\n" || code != 0 {
+		t.Errorf("the committed image: %q exit %d", ran, code)
 	}
 	var listed []string
 	o, _ := Source{Name: "prov"}.Open(context.Background(), st)

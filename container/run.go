@@ -221,3 +221,38 @@ func (m *Manager) Remove(meta *Meta, force bool) error {
 	unix.Unmount(m.Rootfs(meta.ID), unix.MNT_DETACH)
 	return os.RemoveAll(m.path(meta.ID))
 }
+
+// Exec runs another process in a running container and returns its exit
+// code, as docker exec does.
+func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, io Stdio) (int, error) {
+	c, err := m.Load(meta)
+	if err != nil {
+		return 0, err
+	}
+	if st, _ := c.Status(); st != libcontainer.Running {
+		return 0, fmt.Errorf("container %s is not running", meta.Name)
+	}
+	uid, gid, err := lookupUser(m.Rootfs(meta.ID), meta.User)
+	if err != nil {
+		return 0, err
+	}
+	if cwd == "" {
+		cwd = meta.Cwd
+	}
+	p := &libcontainer.Process{Args: args, Env: append(slicesClone(meta.Env), env...), Cwd: cwd, UID: uid, GID: gid,
+		Stdin: io.In, Stdout: io.Out, Stderr: io.Err}
+	if err := c.Run(p); err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
+	}
+	state, err := p.Wait()
+	if state == nil {
+		return 0, err
+	}
+	ws, _ := state.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
