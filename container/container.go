@@ -36,6 +36,21 @@ type Meta struct {
 	Volumes  []string // HOST:CTR[:ro]
 	Created  time.Time
 	Remove   bool // --rm
+	// ExitCode and Finished are known for containers snap waited for.
+	ExitCode *int      `json:",omitempty"`
+	Finished time.Time `json:",omitzero"`
+}
+
+func (m *Manager) save(meta *Meta) error {
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := m.path(meta.ID, "meta.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, m.path(meta.ID, "meta.json"))
 }
 
 // Manager keeps the containers of one store.

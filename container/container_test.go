@@ -132,7 +132,7 @@ func TestCommitRunningContainer(t *testing.T) {
 	if !frozen {
 		t.Error("the container was not frozen during the walk")
 	}
-	if s := m.Status(meta); s != "Up" {
+	if s := m.Status(meta); !strings.HasPrefix(s, "Up ") {
 		t.Fatalf("after the commit the container is %q", s)
 	}
 	var out bytes.Buffer

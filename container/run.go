@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	units "github.com/docker/go-units"
 	_ "github.com/opencontainers/cgroups/devices" // lets libcontainer set device rules
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -103,6 +104,10 @@ func (m *Manager) Start(ctx context.Context, meta *Meta, io Stdio, detach bool) 
 	state, err := p.Wait()
 	c.Destroy()
 	code := 0
+	defer func() {
+		meta.ExitCode, meta.Finished = &code, time.Now().UTC()
+		m.save(meta) // the container may be gone already (--rm)
+	}()
 	if state != nil {
 		if ws, ok := state.Sys().(syscall.WaitStatus); ok {
 			code = ws.ExitStatus()
@@ -156,25 +161,39 @@ func lookupUser(rootfs, user string) (int, int, error) {
 	return uid, gid, nil
 }
 
-// Status is docker's word for the container's state.
+// Status is docker's words for the container's state ("Up 2 minutes",
+// "Exited (0) 3 seconds ago").
 func (m *Manager) Status(meta *Meta) string {
+	exited := func() string {
+		if meta.ExitCode == nil {
+			return "Exited" // detached: nobody was there to see the code
+		}
+		return fmt.Sprintf("Exited (%d) %s ago", *meta.ExitCode, units.HumanDuration(time.Since(meta.Finished)))
+	}
 	c, err := libcontainer.Load(m.State, meta.ID)
 	if err != nil {
+		if meta.ExitCode != nil {
+			return exited()
+		}
 		return "Created"
 	}
 	st, err := c.Status()
 	if err != nil {
 		return "Unknown"
 	}
+	up := "Up"
+	if s, err := c.State(); err == nil {
+		up = "Up " + units.HumanDuration(time.Since(s.Created))
+	}
 	switch st {
 	case libcontainer.Running:
-		return "Up"
+		return up
 	case libcontainer.Paused:
-		return "Up (Paused)"
+		return up + " (Paused)"
 	case libcontainer.Created:
 		return "Created"
 	}
-	return "Exited"
+	return exited()
 }
 
 // Load returns the libcontainer container while it exists.
