@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/docker/go-connections/nat"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/sys/signal"
 )
 
 // ApplyChanges applies `-c` lines to a config as `docker commit -c` does:
@@ -87,14 +89,27 @@ func applyChange(cfg *dockerspec.DockerOCIImageConfig, line string, cmdSet *bool
 			}
 		}
 	case *instructions.ExposeCommand:
+		// docker's builder: each word may expand to several ($PORTS="80
+		// 443"), then go-connections' parser validates and expands ranges
+		// (1-3 is 1/tcp, 2/tcp, 3/tcp) and lowercases the protocol.
+		var words []string
+		lex := shell.NewLex(parser.DefaultEscapeToken)
+		for _, p := range c.Ports {
+			ws, err := lex.ProcessWords(p, shell.EnvsFromSlice(cfg.Env))
+			if err != nil {
+				return err
+			}
+			words = append(words, ws...)
+		}
+		ports, _, err := nat.ParsePortSpecs(words)
+		if err != nil {
+			return err
+		}
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
 		}
-		for _, p := range c.Ports {
-			if !strings.Contains(p, "/") {
-				p += "/tcp"
-			}
-			cfg.ExposedPorts[strings.ToLower(p)] = struct{}{}
+		for p := range ports {
+			cfg.ExposedPorts[string(p)] = struct{}{}
 		}
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
@@ -106,6 +121,10 @@ func applyChange(cfg *dockerspec.DockerOCIImageConfig, line string, cmdSet *bool
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
 	case *instructions.StopSignalCommand:
+		// Kept as written (SIGINT, INT and 2 all stay themselves), as docker does.
+		if _, err := signal.ParseSignal(c.Signal); err != nil {
+			return err
+		}
 		cfg.StopSignal = c.Signal
 	case *instructions.UserCommand:
 		cfg.User = c.User

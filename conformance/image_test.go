@@ -169,6 +169,8 @@ func TestChangesLikeDockerCommit(t *testing.T) {
 		`ENV A=1 B="two words" C=$A`, `ENV PATH=/usr/bin:/bin`, `CMD echo "hi there"`, `ENTRYPOINT ["/bin/sh","-c"]`,
 		`CMD ["echo","json"]`, `EXPOSE 80 53/udp`, `LABEL tier=gold "with space"=yes`, `USER 1000:1000`,
 		`WORKDIR /srv`, `WORKDIR app`, `VOLUME ["/data", "/cache"]`, `ONBUILD RUN make`,
+		// ranges expand, protocols lowercase, words expand to several ports
+		`ENV PORTS="81 82/udp"`, `EXPOSE 1-3 8080/UDP 7-8/Sctp $PORTS 127.0.0.1:9090:90`,
 	}
 	// docker 20.10 refuses STOPSIGNAL and HEALTHCHECK in commit changes
 	// ("not a valid change command"); snap takes them, as newer dockers do,
@@ -200,6 +202,44 @@ func TestChangesLikeDockerCommit(t *testing.T) {
 	got := cmd(t, fixtures.DockerBinary(), "image", "inspect", "--format", fields, "snap-e2e/changes:1")
 	if got != want {
 		t.Errorf("config after -c\ndocker commit: %s\nsnap commit:   %s", want, got)
+	}
+}
+
+// TestChangesRefusedLikeDockerCommit: the -c lines docker commit refuses,
+// snap refuses too, naming the line and leaving the store as it was.
+// (docker 20.10 refuses every STOPSIGNAL in commit changes, so STOPSIGNAL FOO
+// is compared in the commit package's unit test, against moby's parser.)
+func TestChangesRefusedLikeDockerCommit(t *testing.T) {
+	requireDocker(t)
+	c, err := fixtures.RunContainer("snap-conf-changes-refused", fixtures.BaseImage, "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove()
+	root, rootfs := golden(t)
+	index := func() string {
+		b, err := os.ReadFile(filepath.Join(root, "index.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, bad := range []string{"EXPOSE abc", "EXPOSE 99999", "EXPOSE 80/xyz", "EXPOSE 3-1", "EXPOSE 80 1-70000"} {
+		t.Run(bad, func(t *testing.T) {
+			out, err := exec.Command(fixtures.DockerBinary(), "commit", "-c", bad, c.Name, "snap-conf/refused:1").CombinedOutput()
+			if err == nil {
+				fixtures.Docker("rmi", "-f", "snap-conf/refused:1")
+				t.Fatalf("docker commit took %q; the test's premise is wrong", bad)
+			}
+			before := index()
+			_, errs, code := snapCLI(t, root, "commit", "-c", bad, "--base", "snap-e2e/base:1", "dir://"+rootfs, "snap-e2e/refused:1")
+			if code != 1 || !strings.Contains(errs, bad) || strings.Count(errs, "\n") != 1 {
+				t.Errorf("snap commit -c %q: exit %d, stderr %q; docker: %s", bad, code, errs, out)
+			}
+			if index() != before {
+				t.Error("the store's index changed")
+			}
+		})
 	}
 }
 
