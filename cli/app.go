@@ -20,8 +20,12 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 // App builds the snap command line.
 func App(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:      "snap",
-		Usage:     "commit and snapshot engine for container images",
+		Name:  "snap",
+		Usage: "commit and snapshot engine for container images",
+		Description: "Flags go anywhere on the line, as docker's: before, between or after the arguments\n" +
+			"(snap commit docker://c golden:1 --to-docker); -- ends them; short flags combine (snap ps -aq).\n" +
+			"Global flags (--root) go before the command. For run, create and exec, everything after\n" +
+			"the IMAGE or CONTAINER is the container's command, passed on as it is.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
@@ -57,7 +61,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 
 // Run runs snap with args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := App(stdout, stderr).RunContext(ctx, args)
+	err := runApp(ctx, App(stdout, stderr), args)
 	if err == nil {
 		return 0
 	}

@@ -73,7 +73,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a command in a new container",
-		UsageText: "snap run [-d] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] IMAGE [COMMAND [ARG...]]",
+		UsageText: "snap run [-d] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command (snap run IMG sh -c 'ls -l').",
 		Flags:     append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background, print the ID"}),
 		Action: func(c *cli.Context) error {
 			m, meta, err := createContainer(c)
@@ -112,7 +112,7 @@ func createCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "create",
 		Usage:     "create a container without starting it",
-		UsageText: "snap create [--name N] [-e VAR=v] ... IMAGE [COMMAND [ARG...]]",
+		UsageText: "snap create [--name N] [-e VAR=v] ... IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command.",
 		Flags:     createFlags(),
 		Action: func(c *cli.Context) error {
 			_, meta, err := createContainer(c)
@@ -198,7 +198,13 @@ func containerCommands() []*cli.Command {
 		return err
 	})
 	rm.Usage = "remove containers"
-	rm.Flags = []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}}
+	rm.UsageText = "snap rm [-f] [-v] CONTAINER...   (or -fv)"
+	rm.Flags = []cli.Flag{
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"},
+		// docker's rm -v removes anonymous volumes; snap's volumes are all
+		// bind mounts of host dirs, which rm never removes, with or without it.
+		&cli.BoolFlag{Name: "volumes", Aliases: []string{"v"}, Usage: "accepted as docker's; snap has no anonymous volumes to remove"},
+	}
 
 	pause := eachContainer("pause", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
 		lc, err := m.Load(meta)
@@ -244,7 +250,7 @@ func containerCommands() []*cli.Command {
 	exec := &cli.Command{
 		Name:      "exec",
 		Usage:     "run a command in a running container",
-		UsageText: "snap exec [-e VAR=v] [-w DIR] CONTAINER COMMAND [ARG...]",
+		UsageText: "snap exec [-e VAR=v] [-w DIR] CONTAINER COMMAND [ARG...]\n\nFlags go before CONTAINER: everything after it is the command.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value`"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
@@ -282,8 +288,9 @@ var signals = map[string]syscall.Signal{
 
 func psCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "ps",
-		Usage: "list containers",
+		Name:      "ps",
+		Usage:     "list containers",
+		UsageText: "snap ps [-a] [-q]   (or -aq)",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "also stopped containers"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only IDs"},

@@ -93,7 +93,7 @@ func commitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "commit",
 		Usage:     "create a new image from a container's changes",
-		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [--base IMAGE] [--squash] CONTAINER [REPO[:TAG]]",
+		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [--base IMAGE] [--squash] [--iidfile FILE] CONTAINER [REPO[:TAG]] [--to-docker]",
 		Flags: append(commitFlags(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// rootfs was made from"},
 			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
@@ -412,7 +412,7 @@ func saveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "save",
 		Usage:     "write images to a docker-archive (docker load takes it)",
-		UsageText: "snap save -o FILE IMAGE... [--format docker-archive]",
+		UsageText: "snap save -o FILE IMAGE... [--format docker-archive|oci-archive]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "`FILE` (default stdout)"},
 			&cli.StringFlag{Name: "format", Value: "docker-archive", Usage: "docker-archive or oci-archive"},
