@@ -55,6 +55,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 	app.Commands = append(app.Commands, containerCommands()...)
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
+		c.Before = checkCall
 	}
 	return app
 }

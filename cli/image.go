@@ -67,19 +67,19 @@ func parseSource(c *cli.Context, arg string) (commit.Source, error) {
 	case strings.HasPrefix(arg, "docker://"):
 		name := strings.TrimPrefix(arg, "docker://")
 		if name == "" {
-			return nil, usagef("docker:// needs a container name")
+			return nil, usagef("docker://: the container name is empty")
 		}
 		return source.Docker{Name: name, Pause: c.Bool("pause")}, nil
 	case strings.HasPrefix(arg, "runc://"):
 		id := strings.TrimPrefix(arg, "runc://")
 		if id == "" {
-			return nil, usagef("runc:// needs a container id")
+			return nil, usagef("runc://: the container id is empty")
 		}
 		return source.Runc{ID: id, Root: c.String("runc-root"), Base: c.String("base"), Pause: c.Bool("pause")}, nil
 	case strings.HasPrefix(arg, "dir://"):
 		root := strings.TrimPrefix(arg, "dir://")
 		if root == "" {
-			return nil, usagef("dir:// needs a path")
+			return nil, usagef("dir://: the path is empty")
 		}
 		return commit.Dir{Root: root, Base: c.String("base")}, nil
 	}

@@ -87,6 +87,9 @@ func layerCommand() *cli.Command {
 	}
 }
 
+// maxSourceDateEpoch is 9999-12-31T23:59:59Z.
+const maxSourceDateEpoch = 253402300799
+
 func layerOptions(c *cli.Context) (diff.Options, error) {
 	comp, err := diff.ParseCompression(c.String("compression"))
 	if err != nil {
@@ -94,9 +97,11 @@ func layerOptions(c *cli.Context) (diff.Options, error) {
 	}
 	opts := diff.Options{Compression: comp, Sparse: c.Bool("sparse")}
 	if s := c.String("source-date-epoch"); s != "" {
+		// Up to the end of year 9999: JSON and RFC 3339 times (the image
+		// config's created) have four-digit years.
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return opts, usagef("source date epoch %q: want whole seconds since 1970", s)
+		if err != nil || n < 0 || n > maxSourceDateEpoch {
+			return opts, usagef("source date epoch %q: want whole seconds from 0 (1970) to %d (year 9999)", s, maxSourceDateEpoch)
 		}
 		t := time.Unix(n, 0).UTC()
 		opts.SourceDateEpoch = &t

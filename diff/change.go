@@ -9,6 +9,9 @@ import (
 	"context"
 	"io/fs"
 	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Kind says how a path differs from the image below it, as `docker diff` prints it.
@@ -43,8 +46,16 @@ type Change struct {
 	WhiteoutInfo fs.FileInfo
 }
 
-// String renders the change as a `docker diff` line.
-func (c Change) String() string { return string(c.Kind) + " /" + c.Path }
+// String renders the change as a `docker diff` line. A path holding
+// characters a terminal would misread (a newline would forge a second line)
+// is quoted Go-style; others print as docker prints them.
+func (c Change) String() string {
+	p := "/" + c.Path
+	if !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		p = strconv.Quote(p)
+	}
+	return string(c.Kind) + " " + p
+}
 
 // Source yields the changes of one layer, in docker's entry order.
 type Source interface {
