@@ -50,7 +50,7 @@ func commitOptions(c *cli.Context) (commit.Options, error) {
 
 func finishImage(c *cli.Context, img *store.Image) error {
 	if f := c.String("iidfile"); f != "" {
-		if _, err := writeFileAtomic(f, func(f *os.File) (struct{}, error) {
+		if _, err := writeOutput(f, func(f *os.File) (struct{}, error) {
 			_, err := f.WriteString(img.ID.String())
 			return struct{}{}, err
 		}); err != nil {
@@ -451,7 +451,7 @@ func saveCommand() *cli.Command {
 				}
 				return save(st, c.App.Writer, imgs)
 			}
-			_, err = writeFileAtomic(out, func(f *os.File) (struct{}, error) {
+			_, err = writeOutput(out, func(f *os.File) (struct{}, error) {
 				return struct{}{}, save(st, f, imgs)
 			})
 			return err

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,7 +74,7 @@ func layerCommand() *cli.Command {
 				_, err := diff.WriteLayer(c.Context, c.App.Writer, src, opts)
 				return err
 			}
-			res, err := writeFileAtomic(out, func(f *os.File) (diff.Result, error) {
+			res, err := writeOutput(out, func(f *os.File) (diff.Result, error) {
 				return diff.WriteLayer(c.Context, f, src, opts)
 			})
 			if err != nil {
@@ -109,15 +111,43 @@ func layerOptions(c *cli.Context) (diff.Options, error) {
 	return opts, nil
 }
 
-// writeFileAtomic writes through a temp file in the same directory and
-// renames it into place, so a killed snap never leaves half a file at path.
-// The output is a user's file, like tar's or docker save's: it is not fsynced
-// (that costs a whole disk write of the layer, ~3 s per GiB here, and docker
-// commit does not sync its layer data either). The image store, whose index
-// points at its blobs, syncs them before the index.
-func writeFileAtomic[T any](path string, write func(*os.File) (T, error)) (T, error) {
+// writeOutput writes a user's output file (-o, --iidfile, save -o) as tar
+// and docker do, and never replaces what is not a regular file:
+//   - a missing path or a regular file: through a temp file in the same
+//     directory renamed into place, so a killed snap never leaves half a
+//     file there (a replaced file keeps its permission bits);
+//   - anything else that exists (a device such as /dev/null, a FIFO): opened
+//     for writing and written into, no rename, no chmod;
+//   - a symlink: the rule applies to what it points at, and the link stays.
+//
+// The output is not fsynced (that costs a whole disk write of the layer, ~3 s
+// per GiB here, and docker commit does not sync its layer data either); the
+// image store, whose index points at its blobs, syncs them before the index.
+func writeOutput[T any](path string, write func(*os.File) (T, error)) (T, error) {
 	var zero T
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	target, fi, err := resolveOutput(path)
+	if err != nil {
+		return zero, err
+	}
+	if fi != nil && fi.IsDir() {
+		return zero, fmt.Errorf("%s: is a directory", path)
+	}
+	if fi != nil && !fi.Mode().IsRegular() {
+		f, err := os.OpenFile(target, os.O_WRONLY, 0)
+		if err != nil {
+			return zero, err
+		}
+		defer f.Close()
+		v, err := write(f)
+		if err != nil {
+			return zero, err
+		}
+		if err := f.Close(); err != nil {
+			return zero, fmt.Errorf("%s: %w", path, err)
+		}
+		return v, nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".tmp-*")
 	if err != nil {
 		return zero, err
 	}
@@ -127,13 +157,53 @@ func writeFileAtomic[T any](path string, write func(*os.File) (T, error)) (T, er
 	if err != nil {
 		return zero, err
 	}
+	if fi != nil {
+		if err := f.Chmod(fi.Mode().Perm()); err != nil {
+			return zero, fmt.Errorf("%s: %w", path, err)
+		}
+	}
 	if err := f.Close(); err != nil {
 		return zero, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := os.Rename(f.Name(), target); err != nil {
 		return zero, err
 	}
 	return v, nil
+}
+
+// resolveOutput follows path through symlinks, dangling ones included (the
+// file is then made where the link points, as tar's open would), and
+// returns the final path and its info (nil when it does not exist).
+func resolveOutput(path string) (string, os.FileInfo, error) {
+	p := path
+	for range 40 { // the kernel's own limit (ELOOP)
+		// A relative link is relative to its real directory: "../x" under a
+		// symlinked directory is not what filepath.Join would make of it.
+		dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if err != nil {
+			return "", nil, err
+		}
+		p = filepath.Join(dir, filepath.Base(p))
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return p, nil, nil
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return p, fi, nil
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return "", nil, err
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = link
+	}
+	return "", nil, fmt.Errorf("%s: too many levels of symbolic links", path)
 }
 
 func diffCommand() *cli.Command {
