@@ -124,20 +124,25 @@ func TestControlCharactersQuoted(t *testing.T) {
 		t.Errorf("snap diff printed\n%s\nwant\n%s", stdout.String(), want)
 	}
 
-	for _, args := range [][]string{
-		{"history", "x\nsnap: forged"},
-		{"inspect", "x\rforged"},
-		{"diff", "c\nforged"},
-		{"commit", "dir:///no/such\nforged", "x:1"},
-		{"import", "/no/such\nforged", "x:1"},
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"history", "x\nsnap: forged"}, `x\nsnap: forged`},
+		{[]string{"inspect", "x\rforged"}, `x\rforged`},
+		{[]string{"diff", "c\nforged"}, `diff "c\nforged": `},
+		{[]string{"layer", "--rootfs", upper, "-o", "/no/such\nforged/out"}, `\nforged`},
+		{[]string{"commit", "dir:///no/such\nforged", "x:1"}, `\nforged`},
+		{[]string{"import", "/no/such\nforged", "x:1"}, `\nforged`},
 	} {
+		args := tc.args
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := Run(t.Context(), append([]string{"snap"}, args...), &stdout, &stderr)
 			msg := stderr.String()
 			if code != 1 || strings.Count(msg, "\n") != 1 || strings.ContainsAny(strings.TrimSuffix(msg, "\n"), "\r\n") ||
-				!strings.Contains(msg, "forged") {
-				t.Errorf("exit %d, stderr %q: want one line naming the escaped name", code, msg)
+				!strings.Contains(msg, tc.want) {
+				t.Errorf("exit %d, stderr %q: want one line holding %q", code, msg, tc.want)
 			}
 		})
 	}

@@ -127,10 +127,10 @@ func writeOutput[T any](path string, write func(*os.File) (T, error)) (T, error)
 	var zero T
 	target, fi, err := resolveOutput(path)
 	if err != nil {
-		return zero, err
+		return zero, fmt.Errorf("%s: %w", quoteName(path), err)
 	}
 	if fi != nil && fi.IsDir() {
-		return zero, fmt.Errorf("%s: is a directory", path)
+		return zero, fmt.Errorf("%s: is a directory", quoteName(path))
 	}
 	if fi != nil && !fi.Mode().IsRegular() {
 		f, err := os.OpenFile(target, os.O_WRONLY, 0)
@@ -143,7 +143,7 @@ func writeOutput[T any](path string, write func(*os.File) (T, error)) (T, error)
 			return zero, err
 		}
 		if err := f.Close(); err != nil {
-			return zero, fmt.Errorf("%s: %w", path, err)
+			return zero, fmt.Errorf("%s: %w", quoteName(path), err)
 		}
 		return v, nil
 	}
@@ -159,11 +159,11 @@ func writeOutput[T any](path string, write func(*os.File) (T, error)) (T, error)
 	}
 	if fi != nil {
 		if err := f.Chmod(fi.Mode().Perm()); err != nil {
-			return zero, fmt.Errorf("%s: %w", path, err)
+			return zero, fmt.Errorf("%s: %w", quoteName(path), err)
 		}
 	}
 	if err := f.Close(); err != nil {
-		return zero, fmt.Errorf("%s: %w", path, err)
+		return zero, fmt.Errorf("%s: %w", quoteName(path), err)
 	}
 	if err := os.Rename(f.Name(), target); err != nil {
 		return zero, err
@@ -203,7 +203,7 @@ func resolveOutput(path string) (string, os.FileInfo, error) {
 		}
 		p = link
 	}
-	return "", nil, fmt.Errorf("%s: too many levels of symbolic links", path)
+	return "", nil, errors.New("too many levels of symbolic links")
 }
 
 func diffCommand() *cli.Command {
@@ -232,7 +232,7 @@ func diffCommand() *cli.Command {
 				}
 				o, err := cs.Open(c.Context, st)
 				if err != nil {
-					return fmt.Errorf("diff %s: %w", cs, err)
+					return fmt.Errorf("diff %s: %w", quoteName(fmt.Sprint(cs)), err)
 				}
 				if o.Close != nil {
 					defer o.Close()
