@@ -44,8 +44,16 @@ func createOptions(c *cli.Context) (container.CreateOptions, error) {
 			return container.CreateOptions{}, usagef("volume %q: want HOST:CTR[:ro]", v)
 		}
 	}
+	name := c.String("name")
+	if c.IsSet("name") {
+		n, err := container.ValidName(name)
+		if err != nil {
+			return container.CreateOptions{}, usageError{err}
+		}
+		name = n
+	}
 	return container.CreateOptions{
-		Image: c.Args().First(), Name: c.String("name"), Args: c.Args().Tail(), Env: c.StringSlice("env"),
+		Image: c.Args().First(), Name: name, Args: c.Args().Tail(), Env: c.StringSlice("env"),
 		Cwd: c.String("workdir"), User: c.String("user"), Hostname: c.String("hostname"),
 		Volumes: c.StringSlice("volume"), Remove: c.Bool("rm"),
 	}, nil
@@ -80,27 +88,21 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return start(c, m, meta, c.Bool("detach"))
+			return start(c, m, meta, c.Bool("detach"), meta.ID)
 		},
 	}
 }
 
-func start(c *cli.Context, m *container.Manager, meta *container.Meta, detach bool) error {
+// start starts a container; detached, it prints what docker prints: run -d
+// the ID, start the name.
+func start(c *cli.Context, m *container.Manager, meta *container.Meta, detach bool, name string) error {
 	code, err := m.Start(c.Context, meta, container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter}, detach)
 	if err != nil {
-		if meta.Remove {
-			m.Remove(meta, true)
-		}
 		return err
 	}
 	if detach {
-		fmt.Fprintln(c.App.Writer, meta.ID)
+		fmt.Fprintln(c.App.Writer, name)
 		return nil
-	}
-	if meta.Remove {
-		if err := m.Remove(meta, true); err != nil {
-			return err
-		}
 	}
 	if code != 0 {
 		return exitCode(code)
@@ -154,21 +156,14 @@ func eachContainer(name string, fn func(c *cli.Context, m *container.Manager, me
 
 func containerCommands() []*cli.Command {
 	startCmd := eachContainer("start", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
-		return start(c, m, meta, !c.Bool("attach"))
+		return start(c, m, meta, !c.Bool("attach"), meta.Name)
 	})
 	startCmd.Usage = "start a created or stopped container"
 	startCmd.Flags = []cli.Flag{&cli.BoolFlag{Name: "attach", Aliases: []string{"a"}, Usage: "stay attached and return its exit code"}}
 
 	stop := eachContainer("stop", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
-		if err := m.Kill(meta, syscall.SIGTERM); err != nil {
+		if err := m.Stop(meta, time.Duration(c.Int("time"))*time.Second); err != nil {
 			return err
-		}
-		deadline := time.Now().Add(time.Duration(c.Int("time")) * time.Second)
-		for time.Now().Before(deadline) && strings.HasPrefix(m.Status(meta), "Up") {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if strings.HasPrefix(m.Status(meta), "Up") {
-			m.Kill(meta, syscall.SIGKILL)
 		}
 		_, err := fmt.Fprintln(c.App.Writer, meta.Name)
 		return err

@@ -366,17 +366,20 @@ func rmiCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "rmi",
 		Usage:     "remove images (untag; blobs go with prune)",
-		UsageText: "snap rmi IMAGE...",
+		UsageText: "snap rmi [-f] IMAGE...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "untag an image containers use (it stays as <none>)"},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
 				return usagef("rmi needs IMAGE")
 			}
-			st, err := openStore(c)
+			m, err := manager(c)
 			if err != nil {
 				return err
 			}
 			for _, name := range c.Args().Slice() {
-				done, err := st.Remove(name)
+				done, err := m.RemoveImage(name, c.Bool("force"))
 				if err != nil {
 					return err
 				}

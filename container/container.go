@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -122,10 +123,27 @@ func (m *Manager) Get(name string) (*Meta, error) {
 	return nil, fmt.Errorf("no such container: %s", name)
 }
 
+// ErrInvalidName is returned (wrapped) for a container name docker would
+// refuse.
+var ErrInvalidName = errors.New("only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, two characters at least")
+
+// validName is moby's restrictedNamePattern.
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// ValidName checks a container name as docker does and returns it without
+// the leading "/" docker also accepts.
+func ValidName(name string) (string, error) {
+	n := strings.TrimPrefix(name, "/")
+	if !validName.MatchString(n) {
+		return "", fmt.Errorf("container name %q: %w", name, ErrInvalidName)
+	}
+	return n, nil
+}
+
 // CreateOptions are docker run's flags that snap takes.
 type CreateOptions struct {
 	Image    string
-	Name     string
+	Name     string   // empty: snap_ and the ID's first 8 characters
 	Args     []string // empty: the image's entrypoint and cmd
 	Env      []string
 	Cwd      string
@@ -138,6 +156,13 @@ type CreateOptions struct {
 // Create prepares a container: the image's layers unpacked (once, shared),
 // the init layer, the upper and work dirs.
 func (m *Manager) Create(o CreateOptions) (*Meta, error) {
+	if o.Name != "" {
+		n, err := ValidName(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		o.Name = n
+	}
 	img, err := m.st.Lookup(o.Image)
 	if err != nil {
 		return nil, err
@@ -278,6 +303,45 @@ func (m *Manager) Lowers(meta *Meta) ([]string, *store.Image, error) {
 		return nil, nil, err
 	}
 	return append([]string{m.Init(meta.ID)}, layers...), img, nil
+}
+
+// unmount leaves no mount on the container's rootfs.
+func (m *Manager) unmount(meta *Meta) error {
+	rootfs := m.Rootfs(meta.ID)
+	for i := 0; mounted(rootfs); i++ {
+		if i == 8 { // stacked mounts are one or two, never this many
+			return fmt.Errorf("container %s: %s stays mounted", meta.Name, rootfs)
+		}
+		err := unix.Unmount(rootfs, 0)
+		if errors.Is(err, unix.EBUSY) {
+			err = unix.Unmount(rootfs, unix.MNT_DETACH) // a process outside still holds it (a shell's cwd)
+		}
+		if err != nil {
+			return fmt.Errorf("container %s: unmount %s: %w", meta.Name, rootfs, err)
+		}
+	}
+	return nil
+}
+
+// openLock opens the container's lock file. Whoever owns a run of the
+// container (a monitor, a foreground run) holds the lock until the run is
+// cleaned up; the others wait on it before they clean up after a run.
+func (m *Manager) openLock(id string) (*os.File, error) {
+	return os.OpenFile(m.path(id, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+}
+
+// lockWithin takes f's lock, waiting up to d for its holder.
+func lockWithin(f *os.File, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func mounted(p string) bool {

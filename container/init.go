@@ -8,11 +8,13 @@ import (
 )
 
 // InitIfAsked makes this process a container's init when libcontainer
-// re-executed it as "<binary> init" in the new namespaces; it never returns
+// re-executed it as "<binary> init" in the new namespaces, or a detached
+// container's monitor when Start re-executed it as one; it never returns
 // then. Every binary that starts containers (snap, and test binaries) calls
 // it first thing.
 func InitIfAsked() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init()
 	}
+	monitorIfAsked()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,26 +23,126 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrRunning is returned (wrapped) when a container is started twice.
+var ErrRunning = errors.New("is already running")
+
 // Stdio is where a container's process reads and writes.
 type Stdio struct {
 	In       io.Reader
 	Out, Err io.Writer
 }
 
-// Start runs the container's process. Detached, its output goes to the
-// container's log and Start returns at once; otherwise Start streams the
-// output, forwards SIGINT/SIGTERM, waits and returns the exit code.
-func (m *Manager) Start(ctx context.Context, meta *Meta, io Stdio, detach bool) (int, error) {
+// Start runs the container's process. Detached, a monitor process (snap
+// itself, in a session of its own) starts the container, waits on it,
+// records its exit and unmounts its rootfs; its output goes to the
+// container's log and Start returns once the process runs. Otherwise Start
+// streams the output, forwards SIGINT/SIGTERM/SIGHUP, waits, unmounts and
+// returns the exit code. A container created with Remove (--rm) is removed
+// when it exits, or when it fails to start.
+func (m *Manager) Start(ctx context.Context, meta *Meta, stdio Stdio, detach bool) (int, error) {
+	var code int
+	var err error
+	if detach {
+		err = m.startMonitor(meta)
+		if err == nil {
+			return 0, nil // the monitor removes a --rm container when it exits
+		}
+	} else {
+		code, err = m.run(meta, stdio, true, func() {})
+	}
+	if meta.Remove && !errors.Is(err, ErrRunning) {
+		if rerr := m.Remove(meta, true); err == nil {
+			err = rerr
+		}
+	}
+	return code, err
+}
+
+// run owns one run of the container: under the container's lock it mounts
+// the rootfs, starts the init, calls started, waits for the init to exit,
+// records the exit code, and leaves neither a mount nor runtime state.
+func (m *Manager) run(meta *Meta, stdio Stdio, forward bool, started func()) (int, error) {
+	lock, err := m.lockToStart(meta)
+	if err != nil {
+		return 0, err
+	}
+	defer lock.Close()
+	meta.ExitCode, meta.Finished = nil, time.Time{} // from an earlier run
+	if err := m.save(meta); err != nil {
+		return 0, fmt.Errorf("container %s: %w", meta.Name, err)
+	}
 	rootfs, err := m.Mount(meta)
 	if err != nil {
 		return 0, err
 	}
+	var sigs *forwarder
+	if forward {
+		sigs = catchSignals()
+		defer sigs.stop()
+	}
+	c, p, err := m.startInit(meta, rootfs, stdio)
+	if err != nil {
+		m.unmount(meta)
+		return 0, err
+	}
+	if sigs != nil {
+		sigs.to(p)
+	}
+	started()
+	state, err := p.Wait()
+	code := -1
+	if state != nil {
+		code = exitStatus(state)
+	} else {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+	}
+	meta.Finished = time.Now().UTC()
+	if code >= 0 {
+		meta.ExitCode = &code
+	}
+	m.save(meta) // a concurrent rm may have removed the container already
+	// Unmount before the state goes, so whoever sees no state sees no mount.
+	uerr := m.unmount(meta)
+	c.Destroy()
+	if code < 0 {
+		return 0, fmt.Errorf("container %s: wait: %w", meta.Name, err)
+	}
+	return code, uerr
+}
+
+// lockToStart takes the container's lock for a new run. A run still
+// holding it is either live (ErrRunning) or finishing its cleanup (waited for).
+func (m *Manager) lockToStart(meta *Meta) (*os.File, error) {
+	f, err := m.openLock(meta.ID)
+	if err != nil {
+		return nil, err
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if m.alive(meta) {
+			f.Close()
+			return nil, fmt.Errorf("container %s %w", meta.Name, ErrRunning)
+		}
+		if !lockWithin(f, ownerTimeout) {
+			f.Close()
+			return nil, fmt.Errorf("container %s %w", meta.Name, ErrRunning)
+		}
+	}
 	if old, err := libcontainer.Load(m.State, meta.ID); err == nil {
+		// State left by a run whose owner was killed: its init may live on.
 		if st, _ := old.Status(); st != libcontainer.Stopped {
-			return 0, fmt.Errorf("container %s is already running", meta.Name)
+			f.Close()
+			return nil, fmt.Errorf("container %s %w", meta.Name, ErrRunning)
 		}
 		old.Destroy()
 	}
+	return f, nil
+}
+
+// startInit creates the libcontainer container on rootfs and starts its init.
+func (m *Manager) startInit(meta *Meta, rootfs string, stdio Stdio) (*libcontainer.Container, *libcontainer.Process, error) {
 	spec := specconv.Example()
 	spec.Root = &specs.Root{Path: rootfs}
 	spec.Hostname = meta.Hostname
@@ -56,73 +157,70 @@ func (m *Manager) Start(ctx context.Context, meta *Meta, io Stdio, detach bool) 
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: meta.ID, Spec: spec, NoNewKeyring: true})
 	if err != nil {
-		return 0, fmt.Errorf("container %s: %w", meta.Name, err)
+		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
 	}
 	c, err := libcontainer.Create(m.State, meta.ID, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("container %s: %w", meta.Name, err)
+		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
 	}
 	uid, gid, err := lookupUser(rootfs, meta.User)
 	if err != nil {
 		c.Destroy()
-		return 0, err
+		return nil, nil, err
 	}
-	p := &libcontainer.Process{Args: meta.Args, Env: meta.Env, Cwd: meta.Cwd, UID: uid, GID: gid, Init: true}
-	if detach {
-		log, err := os.OpenFile(m.path(meta.ID, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			c.Destroy()
-			return 0, err
-		}
-		defer log.Close()
-		p.Stdout, p.Stderr = log, log
-	} else {
-		p.Stdin, p.Stdout, p.Stderr = io.In, io.Out, io.Err
-	}
+	p := &libcontainer.Process{Args: meta.Args, Env: meta.Env, Cwd: meta.Cwd, UID: uid, GID: gid, Init: true,
+		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
 	if err := c.Run(p); err != nil {
 		c.Destroy()
-		return 0, fmt.Errorf("container %s: start %v: %w", meta.Name, meta.Args, err)
+		return nil, nil, fmt.Errorf("container %s: start %v: %w", meta.Name, meta.Args, err)
 	}
-	if detach {
-		return 0, nil
-	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	defer close(done)
+	return c, p, nil
+}
+
+// forwarder passes the signals a user sends snap (Ctrl-C, kill) to a
+// container's process, as docker run and docker exec do. It catches them
+// from its creation, so one sent while the process starts waits for it.
+type forwarder struct {
+	sigs chan os.Signal
+	done chan struct{}
+}
+
+func catchSignals() *forwarder {
+	f := &forwarder{sigs: make(chan os.Signal, 8), done: make(chan struct{})}
+	signal.Notify(f.sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	return f
+}
+
+// to forwards to p, which must have started.
+func (f *forwarder) to(p *libcontainer.Process) {
 	go func() {
 		for {
 			select {
-			case s := <-sigs:
+			case s := <-f.sigs:
 				p.Signal(s)
-			case <-done:
+			case <-f.done:
 				return
 			}
 		}
 	}()
-	state, err := p.Wait()
-	c.Destroy()
-	code := 0
-	defer func() {
-		meta.ExitCode, meta.Finished = &code, time.Now().UTC()
-		m.save(meta) // the container may be gone already (--rm)
-	}()
-	if state != nil {
-		if ws, ok := state.Sys().(syscall.WaitStatus); ok {
-			code = ws.ExitStatus()
-			if ws.Signaled() {
-				code = 128 + int(ws.Signal())
-			}
-		}
-	} else if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			return 0, err
-		}
-		code = ee.ExitCode()
+}
+
+func (f *forwarder) stop() {
+	signal.Stop(f.sigs)
+	close(f.done)
+}
+
+// exitStatus is the shell's view of how a process ended: its code, or
+// 128+N when signal N killed it.
+func exitStatus(state *os.ProcessState) int {
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	if !ok {
+		return state.ExitCode()
 	}
-	return code, nil
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
 }
 
 // lookupUser resolves USER ("name", "uid", "uid:gid") in the rootfs' passwd.
@@ -166,13 +264,13 @@ func lookupUser(rootfs, user string) (int, int, error) {
 func (m *Manager) Status(meta *Meta) string {
 	exited := func() string {
 		if meta.ExitCode == nil {
-			return "Exited" // detached: nobody was there to see the code
+			return "Exited" // its owner was killed: nobody saw the code
 		}
 		return fmt.Sprintf("Exited (%d) %s ago", *meta.ExitCode, units.HumanDuration(time.Since(meta.Finished)))
 	}
 	c, err := libcontainer.Load(m.State, meta.ID)
 	if err != nil {
-		if meta.ExitCode != nil {
+		if meta.ExitCode != nil || !meta.Finished.IsZero() {
 			return exited()
 		}
 		return "Created"
@@ -196,6 +294,17 @@ func (m *Manager) Status(meta *Meta) string {
 	return exited()
 }
 
+// alive reports whether the container's init exists (running, paused, or
+// created and not yet exec'd).
+func (m *Manager) alive(meta *Meta) bool {
+	c, err := libcontainer.Load(m.State, meta.ID)
+	if err != nil {
+		return false
+	}
+	st, err := c.Status()
+	return err == nil && st != libcontainer.Stopped
+}
+
 // Load returns the libcontainer container while it exists.
 func (m *Manager) Load(meta *Meta) (*libcontainer.Container, error) {
 	c, err := libcontainer.Load(m.State, meta.ID)
@@ -205,45 +314,141 @@ func (m *Manager) Load(meta *Meta) (*libcontainer.Container, error) {
 	return c, nil
 }
 
-// Kill signals the container's init.
+// downTimeout bounds the wait for a SIGKILLed init to go, and ownerTimeout
+// the wait for a run's owner to finish its cleanup after its init went.
+const (
+	downTimeout  = 10 * time.Second
+	ownerTimeout = 10 * time.Second
+)
+
+// waitDown waits until the container's init is gone, up to d.
+func waitDown(c *libcontainer.Container, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill signals the container's init. A SIGKILL also waits for the container
+// to go and its rootfs to be unmounted, as docker kill waits for it.
 func (m *Manager) Kill(meta *Meta, sig os.Signal) error {
 	c, err := m.Load(meta)
 	if err != nil {
 		return err
 	}
-	return c.Signal(sig)
+	if err := c.Signal(sig); err != nil {
+		if errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("container %s is not running", meta.Name)
+		}
+		return fmt.Errorf("container %s: %w", meta.Name, err)
+	}
+	if sig != unix.SIGKILL {
+		return nil
+	}
+	if !waitDown(c, downTimeout) {
+		return fmt.Errorf("container %s: still running %v after SIGKILL", meta.Name, downTimeout)
+	}
+	return m.cleanup(meta)
+}
+
+// Stop sends SIGTERM, then SIGKILL after timeout, as docker stop does, and
+// returns once the container is down and its rootfs unmounted. Stopping a
+// container that is not running does nothing, as in docker.
+func (m *Manager) Stop(meta *Meta, timeout time.Duration) error {
+	if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
+		if st, _ := c.Status(); st != libcontainer.Stopped {
+			if err := c.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+				return fmt.Errorf("container %s: %w", meta.Name, err)
+			}
+			if st == libcontainer.Paused {
+				c.Resume() // a frozen process cannot act on SIGTERM
+			}
+			if !waitDown(c, timeout) {
+				if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+					return fmt.Errorf("container %s: %w", meta.Name, err)
+				}
+				if !waitDown(c, downTimeout) {
+					return fmt.Errorf("container %s: still running %v after SIGKILL", meta.Name, downTimeout)
+				}
+			}
+		}
+	}
+	return m.cleanup(meta)
+}
+
+// cleanup waits for the owner of the container's last run (a monitor or a
+// foreground run) to finish, then does what an owner that was killed left
+// undone: drops the state of a stopped init and unmounts the rootfs.
+func (m *Manager) cleanup(meta *Meta) error {
+	f, err := m.openLock(meta.ID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed by its monitor (--rm)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	lockWithin(f, ownerTimeout) // past it the owner is stuck (stopped?): clean up regardless
+	if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
+		if st, _ := c.Status(); st != libcontainer.Stopped {
+			return nil // started again meanwhile
+		}
+		// The owner is gone without recording the exit: the code is lost,
+		// the container has exited all the same.
+		if now, err := m.Get(meta.ID); err == nil && now.Finished.IsZero() {
+			now.Finished = time.Now().UTC()
+			m.save(now)
+		}
+		if err := c.Destroy(); err != nil {
+			return fmt.Errorf("container %s: %w", meta.Name, err)
+		}
+	}
+	return m.unmount(meta)
 }
 
 // Remove deletes a stopped container (force: kills it first).
 func (m *Manager) Remove(meta *Meta, force bool) error {
 	if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
-		st, _ := c.Status()
-		if st == libcontainer.Running || st == libcontainer.Paused {
+		if st, _ := c.Status(); st != libcontainer.Stopped {
 			if !force {
 				return fmt.Errorf("container %s is running: stop it or use -f", meta.Name)
 			}
-			if st == libcontainer.Paused {
-				c.Resume()
+			c.Signal(unix.SIGKILL) // thaws a paused one too
+			if !waitDown(c, downTimeout) {
+				return fmt.Errorf("container %s: still running %v after SIGKILL", meta.Name, downTimeout)
 			}
-			c.Signal(unix.SIGKILL)
-			for i := 0; i < 100; i++ { // a killed init still takes a moment to go
-				if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		if err := c.Destroy(); err != nil {
-			return err
 		}
 	}
-	unix.Unmount(m.Rootfs(meta.ID), unix.MNT_DETACH)
+	f, err := m.openLock(meta.ID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // its monitor removed it (--rm)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	lockWithin(f, ownerTimeout)
+	if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
+		if err := c.Destroy(); err != nil {
+			return fmt.Errorf("container %s: %w", meta.Name, err)
+		}
+	}
+	if err := m.unmount(meta); err != nil {
+		return err
+	}
 	return os.RemoveAll(m.path(meta.ID))
 }
 
 // Exec runs another process in a running container and returns its exit
-// code, as docker exec does.
-func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, io Stdio) (int, error) {
+// code, as docker exec does: SIGINT, SIGTERM and SIGHUP sent to snap go to
+// the process, and a process killed by signal N gives 128+N.
+func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) (int, error) {
 	c, err := m.Load(meta)
 	if err != nil {
 		return 0, err
@@ -259,19 +464,18 @@ func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, io Stdio) (in
 		cwd = meta.Cwd
 	}
 	p := &libcontainer.Process{Args: args, Env: append(slicesClone(meta.Env), env...), Cwd: cwd, UID: uid, GID: gid,
-		Stdin: io.In, Stdout: io.Out, Stderr: io.Err}
+		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
+	sigs := catchSignals()
+	defer sigs.stop()
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}
+	sigs.to(p)
 	state, err := p.Wait()
 	if state == nil {
-		return 0, err
+		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}
-	ws, _ := state.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
+	return exitStatus(state), nil
 }
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
