@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -31,7 +32,8 @@ type PruneReport struct {
 // reaches, unpacked layers (ROOT/layers/<diffID>) no image's config lists,
 // and every temp file and directory, which under the exclusive GC lock can
 // only be a killed writer's. It waits for the writers in flight (their
-// leases) as long as ctx allows.
+// leases) as long as ctx allows; a caller holding a Lease on the store
+// would wait for itself.
 //
 // One broken image never makes Prune fail. A broken config still leaves
 // the manifest's references known, so blobs are pruned exactly. A manifest
@@ -120,6 +122,12 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 		}
 	}
 
+	// A lower of a live overlay (a running container's) stays, whether or
+	// not its image is still in the store: deleting files under a mounted
+	// overlay would change the container's filesystem under it.
+	for hex := range mountedLowers() {
+		keepLayers[hex] = true
+	}
 	// Unpacked layers are a cache of the blobs, so dropping one is always
 	// safe for the data. Each goes out of layers/ by one rename before its
 	// files are deleted: a prune killed half way leaves a temp directory
@@ -230,4 +238,31 @@ func removeTree(path string) (int64, error) {
 		return n, fmt.Errorf("prune %s: %w", path, err)
 	}
 	return n, nil
+}
+
+// mountedLowers lists the layer directories (their diffID hex) that an
+// overlay mount of this mount namespace uses as a lower. It matches on the
+// last two path elements (layers/<hex>), which may keep a layer of another
+// store too: keeping more is the safe side.
+func mountedLowers() map[string]bool {
+	out := map[string]bool{}
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("overlay"))
+	if err != nil {
+		return out
+	}
+	for _, m := range mounts {
+		for _, opt := range strings.Split(m.VFSOptions, ",") {
+			v, ok := strings.CutPrefix(opt, "lowerdir=")
+			if !ok {
+				continue
+			}
+			// Newer kernels also list data-only lowers after "::".
+			for _, l := range strings.Split(strings.ReplaceAll(v, "::", ":"), ":") {
+				if filepath.Base(filepath.Dir(l)) == "layers" {
+					out[filepath.Base(l)] = true
+				}
+			}
+		}
+	}
+	return out
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"snap/diff"
 )
@@ -477,5 +478,59 @@ func TestPutBlobHealsCorruptCopy(t *testing.T) {
 	}
 	if _, err := s.Lookup("a:1"); err != nil {
 		t.Fatalf("after storing it again: %v", err)
+	}
+}
+
+// An unpacked layer that a live overlay uses as a lower (a running
+// container's) is kept even when no image in the store lists it any more;
+// once unmounted, prune takes it.
+func TestPruneKeepsMountedLowers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test mounts an overlay: CI must run it as root")
+		}
+		t.Skip("needs root to mount an overlay")
+	}
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := putImage(t, s, "gone:1", "f", "in the lower")
+	dirs, err := s.LayerDirs(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := t.TempDir()
+	upper, work, merged := filepath.Join(w, "upper"), filepath.Join(w, "work"), filepath.Join(w, "merged")
+	for _, d := range []string{upper, work, merged} {
+		os.Mkdir(d, 0o755)
+	}
+	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+dirs[0]+",upperdir="+upper+",workdir="+work); err != nil {
+		t.Fatal(err)
+	}
+	mounted := true
+	defer func() {
+		if mounted {
+			unix.Unmount(merged, unix.MNT_DETACH)
+		}
+	}()
+	if _, err := s.Remove("gone:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(merged, "f")); err != nil || string(b) != "in the lower" {
+		t.Fatalf("the mounted overlay lost its lower: %q, %v", b, err)
+	}
+	if err := unix.Unmount(merged, 0); err != nil {
+		t.Fatal(err)
+	}
+	mounted = false
+	if _, err := s.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dirs[0]); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("unmounted, the layer is still unpacked (%v)", err)
 	}
 }

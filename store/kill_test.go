@@ -47,28 +47,37 @@ func snapRun(t *testing.T, root string, args ...string) string {
 	return stdout.String()
 }
 
-// tempBytes sums the files of what writers leave in flight: everything in
-// ingest/ and every .tmp-* entry of the layout.
-func tempBytes(t *testing.T, root string) (n int64, names []string) {
-	t.Helper()
-	filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
+// tempEntries lists what writers have in flight, each entry with the bytes
+// of its files: everything in ingest/, and every .tmp-* entry of the layout
+// (where temp files lived before ingest/ existed).
+func tempEntries(root string) map[string]int64 {
+	out := map[string]int64{}
+	for _, dir := range []string{"ingest", "blobs/sha256", "layers", "."} {
+		ents, _ := os.ReadDir(filepath.Join(root, dir))
+		for _, e := range ents {
+			if dir != "ingest" && !strings.HasPrefix(e.Name(), ".tmp-") {
+				continue
+			}
+			rel := filepath.Join(dir, e.Name())
+			out[rel] = 0
+			filepath.WalkDir(filepath.Join(root, rel), func(_ string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					if info, err := d.Info(); err == nil {
+						out[rel] += info.Size()
+					}
+				}
+				return nil
+			})
 		}
-		rel, _ := filepath.Rel(root, p)
-		inTemp := strings.HasPrefix(rel, "ingest"+string(filepath.Separator)) || strings.Contains("/"+rel, "/.tmp-")
-		if !inTemp {
-			return nil
-		}
-		if !e.IsDir() {
-			info, _ := e.Info()
-			n += info.Size()
-		}
-		if filepath.Dir(rel) == "ingest" || strings.HasPrefix(e.Name(), ".tmp-") {
-			names = append(names, rel)
-		}
-		return nil
-	})
+	}
+	return out
+}
+
+func tempBytes(root string) (n int64, names []string) {
+	for name, size := range tempEntries(root) {
+		n += size
+		names = append(names, name)
+	}
 	return n, names
 }
 
@@ -102,30 +111,13 @@ func killWhen(t *testing.T, root string, ready func() bool, args ...string) bool
 	}
 }
 
-// ingestHas returns a check for a new entry in ingest/ (none there now)
-// named prefix* with at least min bytes of files in it.
-func ingestHas(root, prefix string, min int64) func() bool {
-	old := map[string]bool{}
-	ents, _ := os.ReadDir(filepath.Join(root, "ingest"))
-	for _, e := range ents {
-		old[e.Name()] = true
-	}
+// newTemp returns a check for a temp entry that is not there now, whose
+// path contains kind, with at least min bytes in it.
+func newTemp(root, kind string, min int64) func() bool {
+	old := tempEntries(root)
 	return func() bool {
-		ents, _ := os.ReadDir(filepath.Join(root, "ingest"))
-		for _, e := range ents {
-			if old[e.Name()] || !strings.HasPrefix(e.Name(), prefix) {
-				continue
-			}
-			var n int64
-			filepath.WalkDir(filepath.Join(root, "ingest", e.Name()), func(_ string, d fs.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
-					if info, err := d.Info(); err == nil {
-						n += info.Size()
-					}
-				}
-				return nil
-			})
-			if n >= min {
+		for name, size := range tempEntries(root) {
+			if _, ok := old[name]; !ok && strings.Contains(name, kind) && size >= min {
 				return true
 			}
 		}
@@ -157,7 +149,7 @@ func TestPruneFreesKilledCommits(t *testing.T) {
 	snapRun(t, root, "commit", "dir://"+big, "big:1")
 
 	for range 3 {
-		if !killWhen(t, root, ingestHas(root, "blob-", 1<<20), "commit", "dir://"+big, "killed:1") {
+		if !killWhen(t, root, newTemp(root, "blob", 1<<20), "commit", "dir://"+big, "killed:1") {
 			t.Fatal("a 32 MiB gzip commit finished before its blob reached 1 MiB")
 		}
 	}
@@ -174,7 +166,7 @@ func TestPruneFreesKilledCommits(t *testing.T) {
 	caught := false
 	for range 10 {
 		os.RemoveAll(unpacked)
-		if caught = killWhen(t, root, ingestHas(root, "layer-", 1<<20), "commit", "--base", "big:1", "dir://"+small, "killed:2"); caught {
+		if caught = killWhen(t, root, newTemp(root, "layer", 1<<20), "commit", "--base", "big:1", "dir://"+small, "killed:2"); caught {
 			break
 		}
 	}
@@ -182,7 +174,7 @@ func TestPruneFreesKilledCommits(t *testing.T) {
 		t.Fatal("no unpack of a 32 MiB layer was caught half way in 10 tries")
 	}
 
-	want, left := tempBytes(t, root)
+	want, left := tempBytes(root)
 	if want < 4<<20 || len(left) < 4 {
 		t.Fatalf("the killed commits left %d bytes in %v; want at least 4 MiB in 4 temp entries", want, left)
 	}
@@ -191,7 +183,7 @@ func TestPruneFreesKilledCommits(t *testing.T) {
 	if wantOut := "Total reclaimed space: " + units.HumanSize(float64(want)) + "\n"; out != wantOut {
 		t.Errorf("prune printed %q, want %q", out, wantOut)
 	}
-	if n, left := tempBytes(t, root); n != 0 || len(left) != 0 {
+	if n, left := tempBytes(root); n != 0 || len(left) != 0 {
 		t.Errorf("after prune: %d bytes left in %v", n, left)
 	}
 

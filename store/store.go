@@ -238,7 +238,9 @@ func (l *Lease) Release() {
 }
 
 // gcLock takes the GC lock exclusively: it waits for every lease in flight
-// to end, as long as ctx allows.
+// to end, as long as ctx allows. flock has no writer preference, so new
+// leases keep coming in while it waits; it gets the lock at the first
+// moment with none, which between commits (seconds each) comes soon.
 func (s *Store) gcLock(ctx context.Context) (unlock func(), err error) {
 	f, err := os.OpenFile(s.gcLockPath(), os.O_CREATE|os.O_RDONLY, 0o644)
 	if err != nil {
