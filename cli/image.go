@@ -251,6 +251,14 @@ func imagesCommand() *cli.Command {
 				fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 			}
 			for _, img := range imgs {
+				// A broken image is named once on stderr, not given a row:
+				// scripts read stdout (images -q | xargs ...), and a row of
+				// blanks for a size and date no one can read would pass for
+				// an image that works. The warning says how to remove it.
+				if img.Err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "snap: warning: image %s: %v (snap rmi %s removes it)\n", img.Name(), img.Err, img.Name())
+					continue
+				}
 				id := img.ID.Encoded()[:12]
 				if c.Bool("quiet") {
 					fmt.Fprintln(tw, id)
@@ -401,11 +409,14 @@ func pruneCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			n, err := st.Prune()
+			rep, err := st.Prune(c.Context)
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(c.App.Writer, "Total reclaimed space: %s\n", units.HumanSize(float64(n)))
+			for _, img := range rep.Unwalked {
+				fmt.Fprintf(c.App.ErrWriter, "snap: warning: image %s: %v: blobs are kept while it is in the store (snap rmi %s removes it)\n", img.Name(), img.Err, img.Name())
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "Total reclaimed space: %s\n", units.HumanSize(float64(rep.Freed)))
 			return err
 		},
 	}

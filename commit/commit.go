@@ -80,6 +80,13 @@ func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img
 	if opts.Compression == "" {
 		opts.Compression = diff.Gzip
 	}
+	// The lease spans the whole write: the layer blob is unreachable from
+	// the index until Put tags the image, and a prune in between would take it.
+	lease, err := st.Lease(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", src, err)
+	}
+	defer lease.Release()
 	o, err := src.Open(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", src, err)

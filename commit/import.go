@@ -19,9 +19,13 @@ import (
 // import` does: the tar (plain or compressed) is the layer, the history
 // entry's comment is the message or "Imported from SRC".
 func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts Options) (*store.Image, error) {
+	lease, err := st.Lease(ctx) // from the layer's temp file until Put makes it reachable
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	defer lease.Release()
 	tag := ""
 	if opts.Tag != "" {
-		var err error
 		if tag, err = store.ParseRef(opts.Tag); err != nil {
 			return nil, err
 		}

@@ -178,7 +178,7 @@ func TestBadContainers(t *testing.T) {
 	meta, _ = m.Create(CreateOptions{Image: "base:1", Args: []string{"true"}})
 	defer m.Remove(meta, true)
 	st.Remove("base:1")
-	st.Prune()
+	st.Prune(context.Background())
 	os.RemoveAll(filepath.Join(st.Root(), "layers"))
 	if _, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{}); err == nil || !strings.Contains(err.Error(), "base:1") {
 		t.Errorf("image removed: %v", err)

@@ -12,8 +12,12 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// BlobWriter writes one blob to a temp file in the store; Commit moves it to
-// its content address. Until then, and after Abort, the store is unchanged.
+// BlobWriter writes one blob to a temp file in ROOT/ingest; Commit moves it
+// to its content address. Until then, and after Abort, the store is
+// unchanged. In-flight blobs live outside blobs/sha256 so that the OCI layout
+// only ever holds content, and so that Prune, holding the GC lock (no writer
+// in flight), can take everything in ingest/ as a killed writer's.
+// The writer's caller holds a Lease until the blob is reachable.
 type BlobWriter struct {
 	s    *Store
 	f    *os.File
@@ -24,7 +28,12 @@ type BlobWriter struct {
 
 // NewBlob starts a blob.
 func (s *Store) NewBlob() (*BlobWriter, error) {
-	f, err := os.CreateTemp(s.blobDir(), ".tmp-blob-*")
+	f, err := os.CreateTemp(s.ingestDir(), "blob-*")
+	if errors.Is(err, fs.ErrNotExist) { // a store made before ingest/ existed
+		if err = s.mkIngest(); err == nil {
+			f, err = os.CreateTemp(s.ingestDir(), "blob-*")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store blob: %w", err)
 	}
@@ -44,8 +53,8 @@ func (w *BlobWriter) Digest() digest.Digest { return digest.NewDigest(digest.SHA
 // Size is the number of bytes written.
 func (w *BlobWriter) Size() int64 { return w.n }
 
-// Commit syncs the blob and renames it to blobs/sha256/<digest>. A blob
-// already present is kept (content addressing makes them the same bytes).
+// Commit syncs the blob and renames it to blobs/sha256/<digest>, replacing
+// a blob already there (the same bytes, or a corrupt copy this one heals).
 func (w *BlobWriter) Commit() (digest.Digest, error) {
 	d := w.Digest()
 	defer w.Abort()
@@ -55,7 +64,11 @@ func (w *BlobWriter) Commit() (digest.Digest, error) {
 	if err := w.f.Close(); err != nil {
 		return "", fmt.Errorf("store blob: %w", err)
 	}
-	if err := os.Rename(w.f.Name(), w.s.BlobPath(d)); err != nil {
+	p, err := w.s.BlobPath(d)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(w.f.Name(), p); err != nil {
 		return "", fmt.Errorf("store blob: %w", err)
 	}
 	w.done = true
@@ -73,10 +86,12 @@ func (w *BlobWriter) Abort() {
 	}
 }
 
-// PutBlob stores b and returns its digest.
+// PutBlob stores b and returns its digest. A copy already there is kept if
+// it is intact and replaced if it is corrupt, so storing an image again
+// repairs it.
 func (s *Store) PutBlob(b []byte) (digest.Digest, error) {
 	d := digest.FromBytes(b)
-	if _, err := os.Stat(s.BlobPath(d)); err == nil {
+	if _, err := s.ReadBlob(d); err == nil {
 		return d, nil
 	}
 	w, err := s.NewBlob()
@@ -90,12 +105,14 @@ func (s *Store) PutBlob(b []byte) (digest.Digest, error) {
 	return w.Commit()
 }
 
-// ReadBlob reads a whole blob and checks it against its digest.
+// ReadBlob reads a whole blob and checks it against its digest: a mismatch
+// is ErrCorrupt, a missing blob ErrNotFound.
 func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
-	if err := d.Validate(); err != nil {
-		return nil, fmt.Errorf("blob %q: %w", d, err)
+	p, err := s.BlobPath(d)
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
 	}
-	b, err := os.ReadFile(s.BlobPath(d))
+	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", d, ErrNotFound)
 	}
@@ -103,7 +120,7 @@ func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
 	if got := digest.FromBytes(b); got != d {
-		return nil, fmt.Errorf("blob %s is corrupt: its content hashes to %s", d, got)
+		return nil, fmt.Errorf("blob %s is %w: its content hashes to %s", d, ErrCorrupt, got)
 	}
 	return b, nil
 }
@@ -111,10 +128,11 @@ func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
 // OpenBlob streams a blob; the reader fails at the end if the content does
 // not match the digest, so a consumer never silently uses a corrupt blob.
 func (s *Store) OpenBlob(d digest.Digest) (io.ReadCloser, error) {
-	if err := d.Validate(); err != nil {
-		return nil, fmt.Errorf("blob %q: %w", d, err)
+	p, err := s.BlobPath(d)
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
 	}
-	f, err := os.Open(s.BlobPath(d))
+	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", d, ErrNotFound)
 	}
@@ -134,9 +152,14 @@ func (r *verifyReader) Read(p []byte) (int, error) {
 	n, err := r.f.Read(p)
 	r.v.Write(p[:n])
 	if err == io.EOF && !r.v.Verified() {
-		return n, fmt.Errorf("blob %s is corrupt: its content does not match its digest", r.d)
+		return n, fmt.Errorf("blob %s is %w: its content does not match its digest", r.d, ErrCorrupt)
 	}
 	return n, err
 }
 
 func (r *verifyReader) Close() error { return r.f.Close() }
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,6 +102,11 @@ func (s *Store) SaveDockerArchive(w io.Writer, imgs []*Image) error {
 // lands outside it. Layers are checked against the config's diff_ids. The
 // index changes only once everything is stored.
 func (s *Store) LoadArchive(r io.Reader, comp diff.Compression) ([]*Image, error) {
+	lease, err := s.Lease(context.TODO()) // from the first temp file until Put makes the blobs reachable
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
 	tmp, err := os.MkdirTemp(s.root, ".tmp-load-")
 	if err != nil {
 		return nil, err

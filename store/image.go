@@ -1,14 +1,12 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -42,10 +40,40 @@ type Image struct {
 	Config       ocispec.Image
 	RawConfig    []byte
 	Tags         []string
+	// Err is set on an image of the index whose manifest or config cannot
+	// be read (it wraps ErrCorrupt, ErrNotFound for a missing blob, or
+	// ErrInvalidDigest). Such an image has only its ManifestDesc and Tags,
+	// and its ID if the manifest was readable: enough to name it, remove
+	// it and prune it, nothing that needs its content.
+	Err error
 }
 
-// Images lists the store's images, one per manifest, in index order.
+// Name is how a message names the image: its first tag, else its ID, else
+// (the manifest unreadable) its manifest digest. Each is a name Lookup and
+// Remove take.
+func (img *Image) Name() string {
+	switch {
+	case len(img.Tags) > 0:
+		return img.Tags[0]
+	case img.ID != "":
+		return img.ID.String()
+	}
+	return img.ManifestDesc.Digest.String()
+}
+
+// Images lists the store's images, one per manifest, in index order. An
+// image whose manifest or config cannot be read is listed with Err set, so
+// that one corrupt blob costs only its own image: callers that need an
+// image's content skip those (or report them), Remove still finds them.
 func (s *Store) Images() ([]*Image, error) {
+	// Under a lease so that no prune deletes blobs between reading the
+	// index and reading what it reaches: that would show a sound image,
+	// removed a moment ago, as broken.
+	lease, err := s.Lease(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
 	idx, err := s.Index()
 	if err != nil {
 		return nil, err
@@ -55,9 +83,7 @@ func (s *Store) Images() ([]*Image, error) {
 	for _, d := range idx.Manifests {
 		img := seen[d.Digest]
 		if img == nil {
-			if img, err = s.load(d); err != nil {
-				return nil, err
-			}
+			img = s.load(d)
 			seen[d.Digest] = img
 			out = append(out, img)
 		}
@@ -68,28 +94,51 @@ func (s *Store) Images() ([]*Image, error) {
 	return out, nil
 }
 
-func (s *Store) load(d ocispec.Descriptor) (*Image, error) {
+// load reads one index entry's image; what fails is recorded in Err.
+func (s *Store) load(d ocispec.Descriptor) *Image {
+	img := &Image{ManifestDesc: ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}}
 	mb, err := s.ReadBlob(d.Digest)
 	if err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
+		img.Err = fmt.Errorf("manifest: %w", err)
+		return img
 	}
-	img := &Image{ManifestDesc: ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}}
 	if err := json.Unmarshal(mb, &img.Manifest); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+		img.Err = fmt.Errorf("manifest %s: %w: not a manifest: %v", d.Digest, ErrCorrupt, err)
+		return img
 	}
-	if img.RawConfig, err = s.ReadBlob(img.Manifest.Config.Digest); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if err := json.Unmarshal(img.RawConfig, &img.Config); err != nil {
-		return nil, fmt.Errorf("config %s: %w", img.Manifest.Config.Digest, err)
+	if err := ValidateDigest(img.Manifest.Config.Digest); err != nil {
+		img.Err = fmt.Errorf("manifest %s: config: %w", d.Digest, err)
+		return img
 	}
 	img.ID = img.Manifest.Config.Digest
-	return img, nil
+	if img.RawConfig, err = s.ReadBlob(img.Manifest.Config.Digest); err != nil {
+		img.RawConfig = nil
+		img.Err = fmt.Errorf("config: %w", err)
+		return img
+	}
+	if err := json.Unmarshal(img.RawConfig, &img.Config); err != nil {
+		img.Err = fmt.Errorf("config %s: %w: not an image config: %v", img.ID, ErrCorrupt, err)
+	}
+	return img
 }
 
 // Lookup finds an image by reference (repo[:tag]), image ID (sha256:hex or
-// a unique hex prefix, as docker accepts) or manifest digest.
+// a unique hex prefix, as docker accepts) or manifest digest (or a unique
+// prefix of it). A broken image is an error naming it, as name was given.
 func (s *Store) Lookup(name string) (*Image, error) {
+	img, err := s.find(name)
+	if err != nil {
+		return nil, err
+	}
+	if img.Err != nil {
+		return nil, fmt.Errorf("image %s: %w", name, img.Err)
+	}
+	return img, nil
+}
+
+// find is Lookup that also returns a broken image, for what needs only its
+// index entries (Remove).
+func (s *Store) find(name string) (*Image, error) {
 	imgs, err := s.Images()
 	if err != nil {
 		return nil, err
@@ -105,7 +154,7 @@ func (s *Store) Lookup(name string) (*Image, error) {
 	if len(hex) > 0 && len(hex) <= 64 && strings.Trim(hex, "0123456789abcdef") == "" {
 		var found []*Image
 		for _, img := range imgs {
-			if strings.HasPrefix(img.ID.Encoded(), hex) || img.ManifestDesc.Digest.Encoded() == hex {
+			if (img.ID != "" && strings.HasPrefix(img.ID.Encoded(), hex)) || strings.HasPrefix(img.ManifestDesc.Digest.Encoded(), hex) {
 				found = append(found, img)
 			}
 		}
@@ -122,9 +171,22 @@ func (s *Store) Lookup(name string) (*Image, error) {
 // Put stores an image's config and manifest and points tags at it. Layers
 // must already be in the store. Each tag moves from any image that had it.
 // An image with no tag gets an untagged index entry (docker's <none>).
+//
+// Put holds a lease of its own, so a prune cannot come between the check
+// that the layers are there and the index update; the caller's lease must
+// cover the layers from their writing until Put.
 func (s *Store) Put(config []byte, layers []ocispec.Descriptor, tags []string) (*Image, error) {
+	lease, err := s.Lease(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
 	for _, l := range layers {
-		if _, err := os.Stat(s.BlobPath(l.Digest)); err != nil {
+		p, err := s.BlobPath(l.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("layer: %w", err)
+		}
+		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("layer %s: %w", l.Digest, ErrNotFound)
 		}
 	}
@@ -204,6 +266,11 @@ func (s *Store) Tag(name, ref string) error {
 		return err
 	}
 	return s.Update(func(idx *ocispec.Index) error {
+		// Removed (and so perhaps pruned) since Lookup: tagging it now would
+		// point a tag at blobs that may be gone.
+		if !slices.ContainsFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Digest == img.ManifestDesc.Digest }) {
+			return fmt.Errorf("image %s: %w", name, ErrNotFound)
+		}
 		dropTag(idx, r)
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
 			return d.Digest == img.ManifestDesc.Digest && d.Annotations[ocispec.AnnotationRefName] == ""
@@ -217,8 +284,9 @@ func (s *Store) Tag(name, ref string) error {
 
 // Remove untags name if it is a tag, or removes every entry of the image if
 // it is an ID (as docker rmi does). It returns what it untagged or deleted.
+// A broken image is removed as any other: that is how a user gets rid of it.
 func (s *Store) Remove(name string) ([]string, error) {
-	img, err := s.Lookup(name)
+	img, err := s.find(name)
 	if err != nil {
 		return nil, err
 	}
@@ -240,62 +308,13 @@ func (s *Store) Remove(name string) ([]string, error) {
 			return true
 		})
 		if !slices.ContainsFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Digest == img.ManifestDesc.Digest }) {
-			done = append(done, "Deleted: "+img.ID.String())
+			id := img.ID
+			if id == "" {
+				id = img.ManifestDesc.Digest // a broken manifest: the ID is unknown
+			}
+			done = append(done, "Deleted: "+id.String())
 		}
 		return nil
 	})
 	return done, err
-}
-
-// staleTemp is the age after which a temp blob can only be a killed commit's.
-const staleTemp = time.Hour
-
-// Prune deletes blobs that no index entry reaches, and unpacked layers no
-// image uses. It returns the number of bytes freed.
-func (s *Store) Prune() (int64, error) {
-	var freed int64
-	err := s.Update(func(idx *ocispec.Index) error {
-		keep := map[digest.Digest]bool{}
-		for _, d := range idx.Manifests {
-			keep[d.Digest] = true
-			mb, err := s.ReadBlob(d.Digest)
-			if err != nil {
-				return err
-			}
-			var m ocispec.Manifest
-			if err := json.Unmarshal(mb, &m); err != nil {
-				return fmt.Errorf("manifest %s: %w", d.Digest, err)
-			}
-			keep[m.Config.Digest] = true
-			for _, l := range m.Layers {
-				keep[l.Digest] = true
-			}
-		}
-		ents, err := os.ReadDir(s.blobDir())
-		if err != nil {
-			return err
-		}
-		for _, e := range ents {
-			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-			if strings.HasPrefix(e.Name(), ".tmp-") {
-				// Left by a killed commit; one still running is younger.
-				if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
-					freed += info.Size()
-					os.Remove(filepath.Join(s.blobDir(), e.Name()))
-				}
-				continue
-			}
-			if keep[d] {
-				continue
-			}
-			if info, err := e.Info(); err == nil {
-				freed += info.Size()
-			}
-			if err := os.Remove(filepath.Join(s.blobDir(), e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-		return nil
-	})
-	return freed, err
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -19,11 +20,21 @@ import (
 // so the directory serves as an overlay lowerdir and as a lower for the
 // change-walker. Unpacking goes through go-archive's os.Root-confined
 // writer: no entry, symlink or hardlink can reach outside the directory.
+//
+// It holds a lease while it looks and unpacks: the half-unpacked directory
+// lives in ROOT/ingest, where a prune would take it, and a prune must not
+// remove the layer between the check that it is there and the return.
 func (s *Store) LayerDir(blob ocispec.Descriptor, diffID digest.Digest) (string, error) {
-	if err := diffID.Validate(); err != nil {
-		return "", fmt.Errorf("layer diffID %q: %w", diffID, err)
+	if err := ValidateDigest(diffID); err != nil {
+		return "", fmt.Errorf("layer diffID: %w", err)
 	}
-	base := filepath.Join(s.root, "layers")
+	// LayerDir has no context to give: a prune it may wait for is short.
+	lease, err := s.Lease(context.Background())
+	if err != nil {
+		return "", err
+	}
+	defer lease.Release()
+	base := s.layersDir()
 	dir := filepath.Join(base, diffID.Encoded())
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
@@ -31,7 +42,10 @@ func (s *Store) LayerDir(blob ocispec.Descriptor, diffID digest.Digest) (string,
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", err
 	}
-	tmp, err := os.MkdirTemp(base, ".tmp-")
+	if err := s.mkIngest(); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(s.ingestDir(), "layer-")
 	if err != nil {
 		return "", err
 	}
@@ -75,6 +89,12 @@ func (s *Store) LayerDirs(img *Image) ([]string, error) {
 	if len(img.Manifest.Layers) != len(img.Config.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("image %s: %d layers but %d diff_ids", img.ID, len(img.Manifest.Layers), len(img.Config.RootFS.DiffIDs))
 	}
+	// One lease over all of them: no prune between one layer and the next.
+	lease, err := s.Lease(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
 	dirs := make([]string, len(img.Manifest.Layers))
 	for i, l := range img.Manifest.Layers {
 		d, err := s.LayerDir(l, img.Config.RootFS.DiffIDs[i])

@@ -145,7 +145,7 @@ func (s *Store) loadOCILayout(root *os.Root) ([]*Image, error) {
 			return nil, fmt.Errorf("archive config %s: %d diff_ids for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 		}
 		for _, l := range m.Layers {
-			if _, err := os.Stat(s.BlobPath(l.Digest)); err != nil {
+			if bp, err := s.BlobPath(l.Digest); err != nil || !fileExists(bp) {
 				f, err := root.Open(path.Join("blobs", l.Digest.Algorithm().String(), l.Digest.Encoded()))
 				if err != nil {
 					return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -97,11 +99,11 @@ func TestTagMoveRemovePrune(t *testing.T) {
 	if err != nil || len(done) != 1 || !strings.HasPrefix(done[0], "Deleted: ") {
 		t.Fatalf("remove by ID: %v %v", done, err)
 	}
-	freed, err := s.Prune()
-	if err != nil || freed == 0 {
-		t.Fatalf("prune freed %d: %v", freed, err)
+	rep, err := s.Prune(context.Background())
+	if err != nil || rep.Freed == 0 {
+		t.Fatalf("prune freed %d: %v", rep.Freed, err)
 	}
-	if _, err := os.Stat(s.BlobPath(a.ID)); err == nil {
+	if _, err := os.Stat(blobPath(t, s, a.ID)); err == nil {
 		t.Error("prune kept an unreachable config")
 	}
 	if _, err := s.Lookup("app:stable"); err != nil {
@@ -112,7 +114,7 @@ func TestTagMoveRemovePrune(t *testing.T) {
 func TestCorruptBlobIsRefused(t *testing.T) {
 	s, _ := Open(t.TempDir())
 	img, _ := s.Put(config(1), nil, []string{"c:1"})
-	if err := os.WriteFile(s.BlobPath(img.ID), []byte(`{"os":"evil"}`), 0o644); err != nil {
+	if err := os.WriteFile(blobPath(t, s, img.ID), []byte(`{"os":"evil"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.Lookup("c:1")
@@ -138,4 +140,13 @@ func TestAbortedBlobLeavesNothing(t *testing.T) {
 		t.Fatal("index changed")
 	}
 	_ = ocispec.AnnotationRefName
+}
+
+func blobPath(t testing.TB, s *Store, d digest.Digest) string {
+	t.Helper()
+	p, err := s.BlobPath(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
