@@ -148,7 +148,7 @@ func TestRemoveImageInUse(t *testing.T) {
 	if _, err := m.RemoveImage(img.ID.String(), true); !errors.Is(err, ErrImageInUse) {
 		t.Errorf("rmi -f of the untagged image: %v, want a conflict", err)
 	}
-	if _, err := st.Prune(); err != nil {
+	if _, err := st.Prune(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Lookup(img.ID.String()); err != nil {
