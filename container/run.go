@@ -83,6 +83,14 @@ func (m *Manager) Start(ctx context.Context, meta *Meta, io Stdio, detach bool) 
 		c.Destroy()
 		return 0, fmt.Errorf("container %s: start %v: %w", meta.Name, meta.Args, err)
 	}
+	// Inspect's StartedAt; the exit code of an earlier run no longer holds.
+	meta.Started, meta.ExitCode = time.Now().UTC(), nil
+	if err := m.save(meta); err != nil {
+		p.Signal(unix.SIGKILL)
+		p.Wait()
+		c.Destroy()
+		return 0, fmt.Errorf("container %s: %w", meta.Name, err)
+	}
 	if detach {
 		return 0, nil
 	}
