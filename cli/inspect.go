@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,7 +26,7 @@ func inspectCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			return runInspect(c, kind)
+			return runInspect(c, kind, "NAME")
 		},
 	}
 }
@@ -46,16 +47,19 @@ func kindInspect(kind inspect.Kind) *cli.Command {
 			Usage:     "show " + string(kind) + "s as JSON, like docker " + string(kind) + " inspect",
 			UsageText: "snap " + string(kind) + " inspect [-f TEMPLATE] " + string(kind) + "...",
 			Flags:     inspectFlags(),
-			Action:    func(c *cli.Context) error { return runInspect(c, kind) },
+			Action:    func(c *cli.Context) error { return runInspect(c, kind, strings.ToUpper(string(kind))) },
+			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+				return usageError{err}
+			},
 		}},
 	}
 }
 
 // runInspect prints every object found and then names each one that was
 // not, exiting 1, as docker does.
-func runInspect(c *cli.Context, kind inspect.Kind) error {
+func runInspect(c *cli.Context, kind inspect.Kind, usage string) error {
 	if c.NArg() < 1 {
-		return usagef("%s needs at least one NAME", c.Command.FullName())
+		return usagef("%s needs at least one %s", strings.TrimPrefix(c.Command.HelpName, c.App.Name+" "), usage)
 	}
 	p, err := inspect.NewPrinter(c.App.Writer, c.String("format"))
 	if err != nil {

@@ -382,6 +382,20 @@ func TestContainerInspectLikeDocker(t *testing.T) {
 		t.Errorf("Hostname %v, Name %v for %s", at(s, "Config.Hostname"), at(s, "Name"), id)
 	}
 	checkGraphDriver(t, root, running.snap, s)
+	for _, f := range []string{
+		"{{.State.Status}} {{.State.Running}} {{.State.Paused}} {{.State.ExitCode}} {{.RestartCount}} {{.Platform}}",
+		"{{.Path}} {{.Args}} {{.Config.Cmd}} {{.Config.Entrypoint}} {{.Config.Env}} {{.Config.User}} {{.Config.WorkingDir}}",
+		"{{.Config.ExposedPorts}} {{.Config.Volumes}} {{.Config.Labels}} {{.Config.Image}} {{.Image}}",
+		"{{.HostConfig.Binds}} {{.HostConfig.NetworkMode}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.AutoRemove}}",
+		"{{json .Mounts}} {{range .Mounts}}{{.Source}}:{{.Destination}} {{.RW}}{{end}}",
+		"{{.NetworkSettings.IPAddress}}|{{.NetworkSettings.Ports}}|{{range $n, $_ := .NetworkSettings.Networks}}{{$n}}{{end}}",
+		"{{len .Config.Hostname}} {{len .Id}} {{len .GraphDriver.Data}}",
+	} {
+		want := mustDocker(t, "inspect", "-f", f, running.docker)
+		if got := mustSnap(t, root, "inspect", "-f", f, running.snap); got != want {
+			t.Errorf("-f %s:\nsnap   %q\ndocker %q", f, got, want)
+		}
+	}
 
 	mustDocker(t, "pause", running.docker)
 	mustSnap(t, root, "pause", running.snap)
@@ -430,24 +444,28 @@ func checkState(t *testing.T, d, s map[string]any) {
 // mounted with.
 func checkGraphDriver(t *testing.T, root, name string, s map[string]any) {
 	t.Helper()
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	merged, _ := at(s, "GraphDriver.Data.MergedDir").(string)
+	// thread-self, not self: libcontainer can leave the main thread wedged
+	// in a container's mount namespace (a goroutine that joined it and ended
+	// locked there), and /proc/self is the main thread's view.
+	mi, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	merged, _ := at(s, "GraphDriver.Data.MergedDir").(string)
-	for _, line := range strings.Split(string(mi), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != merged {
-			continue
+	var line string
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == merged {
+			line = l
 		}
-		opts := line[strings.Index(line, " - "):]
-		for _, k := range []string{"LowerDir", "UpperDir", "WorkDir"} {
-			opt := strings.ToLower(strings.TrimSuffix(k, "Dir")) + "dir=" + at(s, "GraphDriver.Data."+k).(string)
-			if !strings.Contains(opts+",", opt+",") {
-				t.Errorf("GraphDriver.Data.%s: %s not in the mount's options %s", k, opt, opts)
-			}
-		}
-		return
 	}
-	t.Errorf("GraphDriver.Data.MergedDir %q: not a mount point", merged)
+	if line == "" {
+		t.Fatalf("GraphDriver.Data.MergedDir %q: not a mount point", merged)
+	}
+	opts := line[strings.Index(line, " - "):]
+	for _, k := range []string{"LowerDir", "UpperDir", "WorkDir"} {
+		opt := strings.ToLower(strings.TrimSuffix(k, "Dir")) + "dir=" + at(s, "GraphDriver.Data."+k).(string)
+		if !strings.Contains(opts+",", opt+",") {
+			t.Errorf("GraphDriver.Data.%s: %s not in the mount's options %s", k, opt, opts)
+		}
+	}
 }
