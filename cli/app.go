@@ -53,6 +53,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 		},
 	}
 	app.Commands = append(app.Commands, containerCommands()...)
+	app.Commands = append(app.Commands, kindCommands()...)
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
 		c.Before = checkCall

@@ -2,13 +2,11 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
-	"text/template"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -281,75 +279,6 @@ func imagesCommand() *cli.Command {
 			return tw.Flush()
 		},
 	}
-}
-
-func inspectCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "inspect",
-		Usage:     "show an image as JSON, like docker image inspect",
-		UsageText: "snap inspect [--format TEMPLATE] IMAGE...",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Go template"}},
-		Action: func(c *cli.Context) error {
-			if c.NArg() < 1 {
-				return usagef("inspect needs IMAGE")
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			var views []map[string]any
-			for _, name := range c.Args().Slice() {
-				img, err := st.Lookup(name)
-				if err != nil {
-					return err
-				}
-				var raw map[string]any
-				if err := json.Unmarshal(img.RawConfig, &raw); err != nil {
-					return err
-				}
-				comment := ""
-				if h := img.Config.History; len(h) > 0 {
-					comment = h[len(h)-1].Comment
-				}
-				v := map[string]any{
-					"Id": img.ID.String(), "RepoTags": nonNil(img.Tags), "RepoDigests": []string{},
-					"Created": raw["created"], "Author": raw["author"], "Comment": comment,
-					"Architecture": raw["architecture"], "Os": raw["os"], "Config": raw["config"],
-					"RootFS": raw["rootfs"], "Size": imageSize(img),
-					"Descriptor": img.ManifestDesc,
-				}
-				views = append(views, v)
-			}
-			if f := c.String("format"); f != "" {
-				tmpl, err := template.New("inspect").Funcs(template.FuncMap{"json": func(v any) (string, error) {
-					b, err := json.Marshal(v)
-					return string(b), err
-				}}).Parse(f + "\n")
-				if err != nil {
-					return usagef("format %q: %v", f, err)
-				}
-				for _, v := range views {
-					if err := tmpl.Execute(c.App.Writer, v); err != nil {
-						return fmt.Errorf("format %q: %w", f, err)
-					}
-				}
-				return nil
-			}
-			b, err := json.MarshalIndent(views, "", "    ")
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(c.App.Writer, string(b))
-			return err
-		},
-	}
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 func tagCommand() *cli.Command {

@@ -37,6 +37,8 @@ type Meta struct {
 	Volumes  []string // HOST:CTR[:ro]
 	Created  time.Time
 	Remove   bool // --rm
+	// Started is when the process last started.
+	Started time.Time `json:",omitzero"`
 	// ExitCode and Finished are known for containers snap waited for.
 	ExitCode *int      `json:",omitempty"`
 	Finished time.Time `json:",omitzero"`
@@ -69,10 +71,11 @@ func (m *Manager) path(id string, parts ...string) string {
 	return filepath.Join(append([]string{m.dir, id}, parts...)...)
 }
 
-// Upper, Init and Rootfs are the container's overlay dirs.
+// Upper, Init, Rootfs and Work are the container's overlay dirs.
 func (m *Manager) Upper(id string) string  { return m.path(id, "upper") }
 func (m *Manager) Init(id string) string   { return m.path(id, "init") }
 func (m *Manager) Rootfs(id string) string { return m.path(id, "rootfs") }
+func (m *Manager) Work(id string) string   { return m.path(id, "work") }
 
 // List returns every container, oldest first.
 func (m *Manager) List() ([]*Meta, error) {
@@ -120,7 +123,7 @@ func (m *Manager) Get(name string) (*Meta, error) {
 	if len(found) > 1 {
 		return nil, fmt.Errorf("container %s: ambiguous ID prefix", name)
 	}
-	return nil, fmt.Errorf("no such container: %s", name)
+	return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 }
 
 // ErrInvalidName is returned (wrapped) for a container name docker would
@@ -139,6 +142,9 @@ func ValidName(name string) (string, error) {
 	}
 	return n, nil
 }
+
+// ErrNotFound is the error for a name no container has.
+var ErrNotFound = errors.New("no such container")
 
 // CreateOptions are docker run's flags that snap takes.
 type CreateOptions struct {

@@ -174,6 +174,14 @@ func (m *Manager) startInit(meta *Meta, rootfs string, stdio Stdio) (*libcontain
 		c.Destroy()
 		return nil, nil, fmt.Errorf("container %s: start %v: %w", meta.Name, meta.Args, err)
 	}
+	// Inspect's StartedAt; the exit code of an earlier run no longer holds.
+	meta.Started, meta.ExitCode, meta.Finished = time.Now().UTC(), nil, time.Time{}
+	if err := m.save(meta); err != nil {
+		p.Signal(unix.SIGKILL)
+		p.Wait()
+		c.Destroy()
+		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
+	}
 	return c, p, nil
 }
 

@@ -105,3 +105,9 @@ func (s *Store) LayerDirs(img *Image) ([]string, error) {
 	}
 	return dirs, nil
 }
+
+// LayerPath is where LayerDir unpacks the layer with this diffID (it may not
+// be unpacked yet). diffID must be valid.
+func (s *Store) LayerPath(diffID digest.Digest) string {
+	return filepath.Join(s.root, "layers", diffID.Encoded())
+}
