@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -170,16 +169,12 @@ func importCommand() *cli.Command {
 					return err
 				}
 			} else {
-				var r io.Reader = os.Stdin
-				if src != "-" {
-					f, err := os.Open(src)
-					if err != nil {
-						return fmt.Errorf("import %s: %w", src, err)
-					}
-					defer f.Close()
-					r = f
+				in, done, err := openInput(c.Context, src)
+				if err != nil {
+					return fmt.Errorf("import %s: %w", src, err)
 				}
-				if img, err = commit.Import(c.Context, st, bufio.NewReaderSize(r, 1<<20), src, opts); err != nil {
+				defer done()
+				if img, err = commit.Import(c.Context, st, bufio.NewReaderSize(in, 1<<20), src, opts); err != nil {
 					return err
 				}
 			}
@@ -449,10 +444,10 @@ func saveCommand() *cli.Command {
 				if isTerminal(c.App.Writer) {
 					return usagef("save: refusing to write an archive to a terminal; use -o FILE")
 				}
-				return save(st, c.App.Writer, imgs)
+				return save(st, c.Context, c.App.Writer, imgs)
 			}
 			_, err = writeFileAtomic(out, func(f *os.File) (struct{}, error) {
-				return struct{}{}, save(st, f, imgs)
+				return struct{}{}, save(st, c.Context, f, imgs)
 			})
 			return err
 		},
@@ -473,20 +468,18 @@ func loadCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			var r io.Reader = os.Stdin
-			if in := c.String("input"); in != "" {
-				f, err := os.Open(in)
-				if err != nil {
-					return fmt.Errorf("load: %w", err)
-				}
-				defer f.Close()
-				r = f
+			// The file itself, unbuffered: a plain archive in a regular
+			// file is read in place, where its layers lie.
+			in, done, err := openInput(c.Context, c.String("input"))
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
 			}
+			defer done()
 			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
-			imgs, err := st.LoadArchive(bufio.NewReaderSize(r, 1<<20), comp)
+			imgs, err := st.LoadArchive(c.Context, in, comp)
 			if err != nil {
 				return fmt.Errorf("load: %w", err)
 			}

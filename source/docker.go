@@ -86,7 +86,7 @@ func dockerImage(ctx context.Context, eng *Engine, st *store.Store, id string) (
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(eng.SaveImage(ctx, id, pw)) }()
-	imgs, err := st.LoadArchive(pr, diff.Gzip)
+	imgs, err := st.LoadArchive(ctx, pr, diff.Gzip)
 	pr.CloseWithError(err)
 	if err != nil {
 		return nil, fmt.Errorf("image %s from the engine: %w", id, err)
@@ -106,7 +106,7 @@ func ToDocker(ctx context.Context, st *store.Store, img *store.Image) error {
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(st.SaveDockerArchive(pw, []*store.Image{img})) }()
+	go func() { pw.CloseWithError(st.SaveDockerArchive(ctx, pw, []*store.Image{img})) }()
 	err = eng.LoadImage(ctx, pr)
 	pr.CloseWithError(err)
 	return err
