@@ -60,7 +60,9 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		Config:    &cfg,
 	}
 	if d.Pause && c.State.Running && !c.State.Paused {
-		if err := eng.Pause(ctx, c.ID); err != nil {
+		// Not cancellable: a signal while the engine pauses would lose its
+		// answer, and with it the unpause; the walk stops on ctx instead.
+		if err := eng.Pause(context.WithoutCancel(ctx), c.ID); err != nil {
 			return nil, fmt.Errorf("pause: %w", err)
 		}
 		o.Close = func() error {
