@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -61,6 +62,13 @@ func App(stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
+// Signaled is the cause a run's context is cancelled with when snap gets a
+// signal (context.WithCancelCause): Run then returns 128+the signal's
+// number, the status a shell gives a command the signal ended.
+type Signaled struct{ Signal syscall.Signal }
+
+func (s Signaled) Error() string { return "received " + s.Signal.String() }
+
 // Run runs snap with args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := runApp(ctx, App(stdout, stderr), args)
@@ -70,6 +78,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var code exitCode
 	if errors.As(err, &code) {
 		return int(code) // the container's own status, as docker run passes it on
+	}
+	var sig Signaled
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &sig) {
+		// The stop itself needs no message (a command the signal killed
+		// prints none); an error of its own still does.
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			fmt.Fprintf(stderr, "snap: %v\n", err)
+		}
+		return 128 + int(sig.Signal)
 	}
 	fmt.Fprintf(stderr, "snap: %v\n", err)
 	var ue usageError

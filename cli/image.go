@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -168,16 +167,12 @@ func importCommand() *cli.Command {
 					return err
 				}
 			} else {
-				var r io.Reader = os.Stdin
-				if src != "-" {
-					f, err := os.Open(src)
-					if err != nil {
-						return fmt.Errorf("import %s: %w", src, err)
-					}
-					defer f.Close()
-					r = f
+				in, done, err := openInput(c.Context, src)
+				if err != nil {
+					return fmt.Errorf("import %s: %w", src, err)
 				}
-				if img, err = commit.Import(c.Context, st, bufio.NewReaderSize(r, 1<<20), src, opts); err != nil {
+				defer done()
+				if img, err = commit.Import(c.Context, st, bufio.NewReaderSize(in, 1<<20), src, opts); err != nil {
 					return err
 				}
 			}
@@ -392,10 +387,10 @@ func saveCommand() *cli.Command {
 				if isTerminal(c.App.Writer) {
 					return usagef("save: refusing to write an archive to a terminal; use -o FILE")
 				}
-				return save(st, c.App.Writer, imgs)
+				return save(st, c.Context, c.App.Writer, imgs)
 			}
 			_, err = writeOutput(out, func(f *os.File) (struct{}, error) {
-				return struct{}{}, save(st, f, imgs)
+				return struct{}{}, save(st, c.Context, f, imgs)
 			})
 			return err
 		},
@@ -416,20 +411,18 @@ func loadCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			var r io.Reader = os.Stdin
-			if in := c.String("input"); in != "" {
-				f, err := os.Open(in)
-				if err != nil {
-					return fmt.Errorf("load: %w", err)
-				}
-				defer f.Close()
-				r = f
+			// The file itself, unbuffered: a plain archive in a regular
+			// file is read in place, where its layers lie.
+			in, done, err := openInput(c.Context, c.String("input"))
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
 			}
+			defer done()
 			st, err := openStore(c)
 			if err != nil {
 				return err
 			}
-			imgs, err := st.LoadArchive(bufio.NewReaderSize(r, 1<<20), comp)
+			imgs, err := st.LoadArchive(c.Context, in, comp)
 			if err != nil {
 				return fmt.Errorf("load: %w", err)
 			}

@@ -216,7 +216,7 @@ func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Opti
 		MediaType:   res.MediaType,
 		Digest:      d,
 		Size:        res.Size,
-		Annotations: map[string]string{store.AnnotationContentSize: strconv.FormatInt(res.ContentSize, 10)},
+		Annotations: map[string]string{store.AnnotationContentSize: strconv.FormatInt(res.ContentSize, 10), store.AnnotationUncompressedSize: strconv.FormatInt(res.UncompressedSize, 10)},
 	}, res, nil
 }
 

@@ -17,7 +17,8 @@ import (
 
 // Import makes a one-layer image from a root filesystem tarball, as `docker
 // import` does: the tar (plain or compressed) is the layer, the history
-// entry's comment is the message or "Imported from SRC".
+// entry's comment is the message or "Imported from SRC". Once ctx is
+// cancelled it stops reading r, stores nothing and returns ctx's error.
 func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts Options) (*store.Image, error) {
 	lease, err := st.Lease(ctx) // from the layer's temp file until Put makes it reachable
 	if err != nil {
@@ -37,7 +38,7 @@ func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts 
 	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	desc, diffID, err := st.AddLayer(r, opts.Compression)
+	desc, diffID, err := st.AddLayer(ctx, r, opts.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
@@ -57,6 +58,9 @@ func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts 
 	cfg.Architecture, cfg.OS = runtime.GOARCH, runtime.GOOS
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}
 	cfg.History = []ocispec.History{{Created: &created, Comment: msg}}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err

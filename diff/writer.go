@@ -85,7 +85,7 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 	}
 	// Headers, padding and small files would otherwise be a chunk each.
 	bw := bufio.NewWriterSize(out, chunkSize)
-	lw := &layerWriter{tw: tar.NewWriter(bw), raw: bw, opts: opts, links: map[inode]string{}, buf: make([]byte, chunkSize)}
+	lw := &layerWriter{ctx: ctx, tw: tar.NewWriter(bw), raw: bw, opts: opts, links: map[inode]string{}, buf: make([]byte, chunkSize)}
 	err = walkAhead(ctx, src, lw.add)
 	if err == nil {
 		if err = lw.tw.Close(); err == nil {
@@ -124,6 +124,7 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 type inode struct{ dev, ino uint64 }
 
 type layerWriter struct {
+	ctx         context.Context // a large file is read in chunks: each checks it
 	tw          *tar.Writer
 	raw         io.Writer // under tw, for entries archive/tar cannot write (sparse)
 	opts        Options
@@ -315,6 +316,9 @@ func (lw *layerWriter) copyFD(c Change, h *tar.Header, fd int) error {
 	var n int64
 	for n < h.Size {
 		want := int(min(int64(len(lw.buf)), h.Size-n))
+		if err := lw.ctx.Err(); err != nil {
+			return err
+		}
 		r, err := unix.Read(fd, lw.buf[:want])
 		if err == unix.EINTR {
 			continue

@@ -60,7 +60,9 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		Config:    &cfg,
 	}
 	if d.Pause && c.State.Running && !c.State.Paused {
-		if err := eng.Pause(ctx, c.ID); err != nil {
+		// Not cancellable: a signal while the engine pauses would lose its
+		// answer, and with it the unpause; the walk stops on ctx instead.
+		if err := eng.Pause(context.WithoutCancel(ctx), c.ID); err != nil {
 			return nil, fmt.Errorf("pause: %w", err)
 		}
 		o.Close = func() error {
@@ -86,7 +88,7 @@ func dockerImage(ctx context.Context, eng *Engine, st *store.Store, id string) (
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(eng.SaveImage(ctx, id, pw)) }()
-	imgs, err := st.LoadArchive(pr, diff.Gzip)
+	imgs, err := st.LoadArchive(ctx, pr, diff.Gzip)
 	pr.CloseWithError(err)
 	if err != nil {
 		return nil, fmt.Errorf("image %s from the engine: %w", id, err)
@@ -106,7 +108,7 @@ func ToDocker(ctx context.Context, st *store.Store, img *store.Image) error {
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(st.SaveDockerArchive(pw, []*store.Image{img})) }()
+	go func() { pw.CloseWithError(st.SaveDockerArchive(ctx, pw, []*store.Image{img})) }()
 	err = eng.LoadImage(ctx, pr)
 	pr.CloseWithError(err)
 	return err

@@ -3,16 +3,18 @@ package store
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moby/go-archive/compression"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/diff"
@@ -25,60 +27,223 @@ type dockerManifest struct {
 	Layers   []string
 }
 
-// SaveDockerArchive writes images as `docker save` does, so `docker load`
-// takes them: manifest.json, <config>.json and <diffID>/layer.tar per layer
-// (the stored blob, compressed or not; docker load decompresses). Layers
-// shared between images are written once.
-func (s *Store) SaveDockerArchive(w io.Writer, imgs []*Image) error {
-	tw := tar.NewWriter(w)
-	epoch := time.Unix(0, 0)
-	add := func(name string, size int64, body io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: epoch}); err != nil {
+// v1Config is docker 20.10's container.Config: docker save writes it in each
+// layer's json, and its JSON form goes into the layer IDs docker computes.
+type v1Config struct {
+	Hostname        string
+	Domainname      string
+	User            string
+	AttachStdin     bool
+	AttachStdout    bool
+	AttachStderr    bool
+	ExposedPorts    map[string]struct{} `json:",omitempty"`
+	Tty             bool
+	OpenStdin       bool
+	StdinOnce       bool
+	Env             []string
+	Cmd             strSlice
+	Healthcheck     *v1Health `json:",omitempty"`
+	ArgsEscaped     bool      `json:",omitempty"`
+	Image           string
+	Volumes         map[string]struct{}
+	WorkingDir      string
+	Entrypoint      strSlice
+	NetworkDisabled bool   `json:",omitempty"`
+	MacAddress      string `json:",omitempty"`
+	OnBuild         []string
+	Labels          map[string]string
+	StopSignal      string   `json:",omitempty"`
+	StopTimeout     *int     `json:",omitempty"`
+	Shell           strSlice `json:",omitempty"`
+}
+
+type v1Health struct {
+	Test        []string      `json:",omitempty"`
+	Interval    time.Duration `json:",omitempty"`
+	Timeout     time.Duration `json:",omitempty"`
+	StartPeriod time.Duration `json:",omitempty"`
+	Retries     int           `json:",omitempty"`
+}
+
+// strSlice is docker's strslice.StrSlice: a string or a list of them.
+type strSlice []string
+
+func (s *strSlice) UnmarshalJSON(b []byte) error {
+	p := make([]string, 0, 1)
+	if err := json.Unmarshal(b, &p); err != nil {
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
 			return err
 		}
-		_, err := io.Copy(tw, body)
-		return err
+		p = append(p, one)
 	}
+	*s = p
+	return nil
+}
+
+// v1Image is docker 20.10's image.V1Image, the json of a saved layer.
+type v1Image struct {
+	ID              string    `json:"id,omitempty"`
+	Parent          string    `json:"parent,omitempty"`
+	Comment         string    `json:"comment,omitempty"`
+	Created         time.Time `json:"created"`
+	Container       string    `json:"container,omitempty"`
+	ContainerConfig v1Config  `json:"container_config,omitempty"`
+	DockerVersion   string    `json:"docker_version,omitempty"`
+	Author          string    `json:"author,omitempty"`
+	Config          *v1Config `json:"config,omitempty"`
+	Architecture    string    `json:"architecture,omitempty"`
+	Variant         string    `json:"variant,omitempty"`
+	OS              string    `json:"os,omitempty"`
+	Size            int64     `json:",omitempty"`
+}
+
+// v1ID is docker's v1.CreateID: the legacy ID of a layer directory in a
+// saved archive, from the layer's v1 json, its chain ID and its parent's ID.
+func v1ID(img v1Image, chainID, parent digest.Digest) (digest.Digest, error) {
+	img.ID = ""
+	b, err := json.Marshal(img)
+	if err != nil {
+		return "", err
+	}
+	var m map[string]*json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", err
+	}
+	raw := func(s digest.Digest) *json.RawMessage {
+		b, _ := json.Marshal(s)
+		return (*json.RawMessage)(&b)
+	}
+	m["layer_id"] = raw(chainID)
+	if parent != "" {
+		m["parent"] = raw(parent)
+	}
+	b, err = json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	return digest.FromBytes(b), nil
+}
+
+// header is a tar header as docker's archive.Tar writes one for a file
+// docker save made: the mode with its type bits, root's names.
+func header(typ byte, name string, mtime time.Time, size int64) tar.Header {
+	mode := map[byte]int64{tar.TypeReg: 0o100644, tar.TypeDir: 0o40755, tar.TypeSymlink: 0o120777}[typ]
+	return tar.Header{Typeflag: typ, Name: name, Size: size, Mode: mode, ModTime: mtime, Uname: "root", Gname: "root"}
+}
+
+// saveEntry is one entry of an archive being written; body writes exactly
+// hdr.Size bytes.
+type saveEntry struct {
+	hdr  tar.Header
+	body func(io.Writer) error
+}
+
+// SaveDockerArchive writes images as docker 20.10's `docker save` does, so
+// `docker load` and every reader of docker's format take them: per layer a
+// directory named by its legacy v1 ID holding VERSION, json and the
+// uncompressed layer.tar (a symlink to the first copy when the same layer
+// comes again), the configs as <ID>.json, manifest.json and repositories,
+// in docker's order. Layers are decompressed as they stream out: nothing is
+// copied to a temp file; a layer whose uncompressed size is not recorded is
+// read once more first, to count it. It stops with ctx's error once ctx is
+// cancelled.
+func (s *Store) SaveDockerArchive(ctx context.Context, w io.Writer, imgs []*Image) error {
+	var entries []saveEntry
+	have := map[string]bool{}
+	add := func(e saveEntry) {
+		if !have[e.hdr.Name] {
+			have[e.hdr.Name] = true
+			entries = append(entries, e)
+		}
+	}
+	file := func(name string, mtime time.Time, b []byte) saveEntry {
+		return saveEntry{
+			hdr:  header(tar.TypeReg, name, mtime, int64(len(b))),
+			body: func(w io.Writer) error { _, err := w.Write(b); return err },
+		}
+	}
+	epoch := time.Unix(0, 0).UTC()
+	layerTars := map[digest.Digest]string{} // diffID -> the v1 ID whose layer.tar holds it
 	var manifest []dockerManifest
-	written := map[string]bool{}
 	repos := map[string]map[string]string{}
 	for _, img := range imgs {
+		if len(img.Manifest.Layers) != len(img.Config.RootFS.DiffIDs) {
+			return fmt.Errorf("image %s: %d layers but %d diff_ids", img.ID, len(img.Manifest.Layers), len(img.Config.RootFS.DiffIDs))
+		}
+		var top v1Image
+		if err := json.Unmarshal(img.RawConfig, &top); err != nil {
+			return fmt.Errorf("config %s: %w", img.ID, err)
+		}
+		top.ID, top.Parent = "", "" // docker reads "parent" into the image, not its V1Image
+		created := top.Created.Truncate(time.Second)
+		if created.Before(epoch) {
+			created = epoch // as docker's Chtimes clamps it
+		}
 		m := dockerManifest{Config: img.ID.Encoded() + ".json", RepoTags: img.Tags}
-		if m.RepoTags == nil {
-			m.RepoTags = []string{}
-		}
-		if !written[m.Config] {
-			if err := add(m.Config, int64(len(img.RawConfig)), strings.NewReader(string(img.RawConfig))); err != nil {
-				return err
-			}
-			written[m.Config] = true
-		}
+		var chain, parent digest.Digest
 		for i, l := range img.Manifest.Layers {
-			name := img.Config.RootFS.DiffIDs[i].Encoded() + "/layer.tar"
-			m.Layers = append(m.Layers, name)
-			if written[name] {
-				continue
+			diffID := img.Config.RootFS.DiffIDs[i]
+			if err := checkDigest(diffID); err != nil {
+				return fmt.Errorf("image %s: diff_id %q: %w", img.ID, diffID, err)
 			}
-			rc, err := s.OpenBlob(l.Digest)
+			if chain == "" {
+				chain = diffID
+			} else {
+				chain = digest.FromString(chain.String() + " " + diffID.String())
+			}
+			v1 := v1Image{Created: epoch}
+			if i == len(img.Manifest.Layers)-1 {
+				v1 = top
+			}
+			id, err := v1ID(v1, chain, parent)
 			if err != nil {
 				return err
 			}
-			err = add(name, l.Size, rc)
-			rc.Close()
+			v1.ID, v1.OS = id.Encoded(), top.OS
+			if parent != "" {
+				v1.Parent = parent.Encoded()
+			}
+			parent = id
+			dir := v1.ID + "/"
+			m.Layers = append(m.Layers, dir+"layer.tar")
+			if have[dir] {
+				continue
+			}
+			js, err := json.Marshal(v1)
+			if err != nil {
+				return err
+			}
+			add(saveEntry{hdr: header(tar.TypeDir, dir, created, 0)})
+			add(file(dir+"VERSION", created, []byte("1.0")))
+			add(file(dir+"json", created, js))
+			if first, ok := layerTars[diffID]; ok {
+				h := header(tar.TypeSymlink, dir+"layer.tar", created, 0)
+				h.Linkname = "../" + first + "/layer.tar"
+				add(saveEntry{hdr: h})
+				continue
+			}
+			size, err := s.layerTarSize(ctx, l)
 			if err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}
-			written[name] = true
+			layerTars[diffID] = v1.ID
+			add(saveEntry{
+				hdr:  header(tar.TypeReg, dir+"layer.tar", created, size),
+				body: func(w io.Writer) error { return s.writeLayerTar(ctx, w, l, diffID, size) },
+			})
 		}
+		add(file(m.Config, created, img.RawConfig))
 		for _, t := range img.Tags {
-			repo, tag, _ := strings.Cut(t, ":")
-			if i := strings.LastIndex(t, ":"); i > 0 {
-				repo, tag = t[:i], t[i+1:]
+			i := strings.LastIndex(t, ":")
+			if i < 0 || parent == "" {
+				continue
 			}
+			repo, tag := t[:i], t[i+1:]
 			if repos[repo] == nil {
 				repos[repo] = map[string]string{}
 			}
-			repos[repo][tag] = img.ID.Encoded()
+			repos[repo][tag] = parent.Encoded() // docker names the top layer's v1 ID here
 		}
 		manifest = append(manifest, m)
 	}
@@ -86,100 +251,202 @@ func (s *Store) SaveDockerArchive(w io.Writer, imgs []*Image) error {
 	if err != nil {
 		return err
 	}
-	if err := add("manifest.json", int64(len(mb)), strings.NewReader(string(mb))); err != nil {
-		return err
+	add(file("manifest.json", epoch, append(mb, '\n'))) // docker's json.Encoder ends it so
+	if len(repos) > 0 {
+		rb, err := json.Marshal(repos)
+		if err != nil {
+			return err
+		}
+		add(file("repositories", epoch, append(rb, '\n')))
 	}
-	rb, _ := json.Marshal(repos)
-	if err := add("repositories", int64(len(rb)), strings.NewReader(string(rb))); err != nil {
-		return err
+	// docker tars a directory it wrote: names in walk order.
+	slices.SortFunc(entries, func(a, b saveEntry) int {
+		return slices.Compare(strings.Split(strings.TrimSuffix(a.hdr.Name, "/"), "/"), strings.Split(strings.TrimSuffix(b.hdr.Name, "/"), "/"))
+	})
+	tw := tar.NewWriter(w)
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&e.hdr); err != nil {
+			return err
+		}
+		if e.body != nil {
+			if err := e.body(tw); err != nil {
+				return err
+			}
+		}
 	}
 	return tw.Close()
 }
 
-// LoadArchive reads a `docker save` archive (or an OCI archive) and
-// stores its images. The archive is first extracted flat into a temp dir:
-// only regular files, names checked, written through os.Root, so no entry
-// lands outside it. Layers are checked against the config's diff_ids. The
-// index changes only once everything is stored.
-func (s *Store) LoadArchive(r io.Reader, comp diff.Compression) ([]*Image, error) {
-	lease, err := s.Lease(context.TODO()) // from the first temp file until Put makes the blobs reachable
+// layerTarSize is the size of a layer's uncompressed tar: recorded on its
+// descriptor, the blob's own size when it is not compressed, or else
+// counted by decompressing it once.
+func (s *Store) layerTarSize(ctx context.Context, l ocispec.Descriptor) (int64, error) {
+	if v, ok := l.Annotations[AnnotationUncompressedSize]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	switch l.MediaType {
+	case ocispec.MediaTypeImageLayer, "application/vnd.docker.image.rootfs.diff.tar":
+		return l.Size, nil
+	}
+	rc, err := s.OpenBlob(l.Digest)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	dec, err := compression.DecompressStream(ctxReader{ctx, rc})
+	if err != nil {
+		return 0, err
+	}
+	defer dec.Close()
+	return io.Copy(io.Discard, dec)
+}
+
+// writeLayerTar streams a layer's blob, decompressed, as exactly size bytes,
+// and checks it against the diffID as it goes.
+func (s *Store) writeLayerTar(ctx context.Context, w io.Writer, l ocispec.Descriptor, diffID digest.Digest, size int64) error {
+	rc, err := s.OpenBlob(l.Digest)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer rc.Close()
+	dec, err := compression.DecompressStream(ctxReader{ctx, rc})
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer dec.Close()
+	h := sha256.New()
+	tee := io.TeeReader(dec, h)
+	if n, err := io.CopyN(w, tee, size); err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("%d bytes uncompressed, %d recorded", n, size)
+		}
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	if n, err := io.Copy(io.Discard, tee); err != nil || n > 0 {
+		if err == nil {
+			err = fmt.Errorf("more than the %d bytes recorded uncompressed", size)
+		}
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil { // the blob's digest is checked at its end
+		return err
+	}
+	if got := digest.NewDigest(digest.SHA256, h); got != diffID {
+		return fmt.Errorf("layer %s: content is %s, the image says %s", l.Digest, got, diffID)
+	}
+	return nil
+}
+
+// LoadArchive reads a `docker save` archive or an OCI archive, plain or
+// compressed as docker load takes them (gzip, bzip2, xz, zstd), and stores
+// its images. Nothing is extracted: the tar's entries are indexed by name
+// and only those the manifests reference are read, so an entry that is
+// not a layer costs nothing however large it claims to be. A plain archive
+// in a regular file is read in place; anything else (a pipe, a compressed
+// file) is decompressed into an unlinked spool file first. Every name and
+// digest the archive gives is checked before it is used, layers against
+// the config's diff_ids. The index changes only once everything is stored,
+// and not at all if ctx is cancelled first.
+func (s *Store) LoadArchive(ctx context.Context, r io.Reader, comp diff.Compression) ([]*Image, error) {
+	lease, err := s.Lease(ctx) // from the first temp file until Put makes the blobs reachable
 	if err != nil {
 		return nil, err
 	}
 	defer lease.Release()
-	tmp, err := os.MkdirTemp(s.root, ".tmp-load-")
+	ra, size, done, err := s.openArchive(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	root, err := os.OpenRoot(tmp)
+	defer done()
+	ix, err := indexTar(ctx, ra, size)
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
-	tr := tar.NewReader(r)
-	entries := 0
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("archive: %w", err)
-		}
-		entries++
-		name := path.Clean(h.Name)
-		if !fs.ValidPath(name) {
-			return nil, fmt.Errorf("archive entry %q: outside the archive", h.Name)
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o755); err != nil {
-				return nil, fmt.Errorf("archive entry %q: %w", h.Name, err)
-			}
-			continue
-		case tar.TypeReg:
-		default:
-			continue // symlinks (old docker saves link shared layers) are never followed
-		}
-		if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
-			return nil, fmt.Errorf("archive entry %q: %w", h.Name, err)
-		}
-		f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("archive entry %q: %w", h.Name, err)
-		}
-		_, err = io.Copy(f, tr)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("archive entry %q: %w", h.Name, err)
-		}
-	}
-	if entries == 0 {
+	if len(ix.entries) == 0 {
 		return nil, fmt.Errorf("archive: empty or not a tar")
 	}
-	if _, err := root.Stat(ocispec.ImageLayoutFile); err == nil {
-		return s.loadOCILayout(root)
-	}
-	mb, err := root.ReadFile("manifest.json")
-	if errors.Is(err, fs.ErrNotExist) {
+	var load func() ([]pendingImage, error)
+	switch {
+	case ix.entries["manifest.json"] != nil: // docker 25 writes an OCI layout beside it; docker reads this
+		load = func() ([]pendingImage, error) { return s.loadDockerArchive(ctx, ix, comp) }
+	case ix.entries[ocispec.ImageLayoutFile] != nil:
+		load = func() ([]pendingImage, error) { return s.loadOCIArchive(ctx, ix) }
+	default:
 		return nil, fmt.Errorf("archive: neither a docker-archive (manifest.json) nor an OCI archive (oci-layout)")
 	}
+	all, err := load()
 	if err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []*Image
+	for _, p := range all {
+		img, err := s.Put(p.config, p.layers, p.tags)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+// pendingImage is an archive's image whose blobs are stored, not yet indexed.
+type pendingImage struct {
+	config []byte
+	layers []ocispec.Descriptor
+	tags   []string
+}
+
+// openArchive gives the archive's tar as bytes to read at will: a plain
+// regular file as it is, anything else decompressed into a spool file.
+func (s *Store) openArchive(ctx context.Context, r io.Reader) (io.ReaderAt, int64, func(), error) {
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off <= fi.Size() {
+				magic := make([]byte, 10)
+				n, _ := f.ReadAt(magic, off)
+				if compression.Detect(magic[:n]) == compression.None {
+					return io.NewSectionReader(f, off, fi.Size()-off), fi.Size() - off, func() {}, nil
+				}
+			}
+		}
+	}
+	dec, err := compression.DecompressStream(ctxReader{ctx, r})
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("archive: %w", err)
+	}
+	defer dec.Close()
+	f, n, err := spool(ctx, s.root, dec)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("archive: %w", err)
+	}
+	return f, n, func() { f.Close() }, nil
+}
+
+func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.Compression) ([]pendingImage, error) {
+	mb, err := ix.readSmall(ctx, "manifest.json")
+	if err != nil {
+		return nil, fmt.Errorf("archive manifest.json: %w", err)
 	}
 	var manifest []dockerManifest
 	if err := json.Unmarshal(mb, &manifest); err != nil {
 		return nil, fmt.Errorf("archive manifest.json: %w", err)
 	}
-	type loaded struct {
-		config []byte
-		layers []ocispec.Descriptor
-		tags   []string
+	type stored struct {
+		desc   ocispec.Descriptor
+		diffID digest.Digest
 	}
-	var all []loaded
+	layers := map[string]stored{} // by resolved entry name: shared layers are read once
+	var all []pendingImage
 	for _, m := range manifest {
-		cb, err := root.ReadFile(path.Clean(m.Config))
+		cb, err := ix.readSmall(ctx, m.Config)
 		if err != nil {
 			return nil, fmt.Errorf("archive config %q: %w", m.Config, err)
 		}
@@ -190,38 +457,32 @@ func (s *Store) LoadArchive(r io.Reader, comp diff.Compression) ([]*Image, error
 		if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 			return nil, fmt.Errorf("archive config %q: %d diff_ids for %d layers", m.Config, len(cfg.RootFS.DiffIDs), len(m.Layers))
 		}
-		l := loaded{config: cb}
+		p := pendingImage{config: cb}
 		for i, name := range m.Layers {
-			f, err := root.Open(path.Clean(name))
+			resolved, sr, err := ix.open(name)
 			if err != nil {
 				return nil, fmt.Errorf("archive layer %q: %w", name, err)
 			}
-			desc, diffID, err := s.AddLayer(f, comp)
-			f.Close()
-			if err != nil {
-				return nil, fmt.Errorf("archive layer %q: %w", name, err)
+			l, ok := layers[resolved]
+			if !ok {
+				if l.desc, l.diffID, err = s.AddLayer(ctx, sr, comp); err != nil {
+					return nil, fmt.Errorf("archive layer %q: %w", name, err)
+				}
+				layers[resolved] = l
 			}
-			if diffID != cfg.RootFS.DiffIDs[i] {
-				return nil, fmt.Errorf("archive layer %q: content is %s, the config says %s", name, diffID, cfg.RootFS.DiffIDs[i])
+			if l.diffID != cfg.RootFS.DiffIDs[i] {
+				return nil, fmt.Errorf("archive layer %q: content is %s, the config says %s", name, l.diffID, cfg.RootFS.DiffIDs[i])
 			}
-			l.layers = append(l.layers, desc)
+			p.layers = append(p.layers, l.desc)
 		}
 		for _, t := range m.RepoTags {
 			ref, err := ParseRef(t)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("archive tag: %w", err)
 			}
-			l.tags = append(l.tags, ref)
+			p.tags = append(p.tags, ref)
 		}
-		all = append(all, l)
+		all = append(all, p)
 	}
-	var out []*Image
-	for _, l := range all {
-		img, err := s.Put(l.config, l.layers, l.tags)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, img)
-	}
-	return out, nil
+	return all, nil
 }

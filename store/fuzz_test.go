@@ -66,7 +66,7 @@ func FuzzLayerDirStaysInside(f *testing.F) {
 			}
 		}
 		tw.Close()
-		desc, diffID, err := s.AddLayer(bytes.NewReader(b.Bytes()), diff.None)
+		desc, diffID, err := s.AddLayer(t.Context(), bytes.NewReader(b.Bytes()), diff.None)
 		if err != nil {
 			return
 		}

@@ -40,7 +40,7 @@ func putImage(t *testing.T, s *Store, tag string, files ...string) *Image {
 	var descs []ocispec.Descriptor
 	var diffIDs []string
 	for i := 0; i < len(files); i += 2 {
-		desc, diffID, err := s.AddLayer(bytes.NewReader(layerTar(t, files[i], files[i+1])), diff.Gzip)
+		desc, diffID, err := s.AddLayer(t.Context(), bytes.NewReader(layerTar(t, files[i], files[i+1])), diff.Gzip)
 		if err != nil {
 			t.Fatal(err)
 		}

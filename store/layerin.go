@@ -2,9 +2,12 @@ package store
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
+	"maps"
 	"strconv"
 
 	"github.com/moby/go-archive/compression"
@@ -14,13 +17,80 @@ import (
 	"snap/diff"
 )
 
+// AnnotationUncompressedSize records on a layer descriptor the size of the
+// layer's uncompressed tar, so a docker-archive's layer.tar header can be
+// written before the blob is decompressed into it.
+const AnnotationUncompressedSize = "dev.snap.layer.uncompressed-size"
+
+// layerScan is what reading a layer's tar tells.
+type layerScan struct {
+	diffID      digest.Digest
+	size        int64 // bytes of the uncompressed tar
+	contentSize int64 // as AnnotationContentSize
+}
+
+func (l layerScan) annotate(a map[string]string) map[string]string {
+	a = maps.Clone(a)
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[AnnotationContentSize] = strconv.FormatInt(l.contentSize, 10)
+	a[AnnotationUncompressedSize] = strconv.FormatInt(l.size, 10)
+	return a
+}
+
+// scanTar reads a whole uncompressed layer tar: every entry, so a truncated
+// or corrupt one fails here, and what follows the end blocks, which counts
+// in the diffID.
+func scanTar(r io.Reader) (layerScan, error) {
+	h := sha256.New()
+	cr := &countReader{r: io.TeeReader(r, h)}
+	tr := tar.NewReader(cr)
+	var s layerScan
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return s, fmt.Errorf("layer archive: %w", err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeReg:
+			s.contentSize += hdr.Size
+		case tar.TypeSymlink:
+			s.contentSize += int64(len(hdr.Linkname))
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return s, fmt.Errorf("layer archive %s: %w", hdr.Name, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		return s, fmt.Errorf("layer archive: %w", err)
+	}
+	s.diffID, s.size = digest.NewDigest(digest.SHA256, h), cr.n
+	return s, nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
 // AddLayer stores a layer tar from r (plain or compressed in any way
 // go-archive recognises), recompressed as comp. Every entry is read, so a
 // truncated or corrupt archive fails here and leaves no blob; nothing is
 // extracted, so no entry can reach outside anything. It returns the blob's
-// descriptor (annotated with the content size) and the layer's diffID.
-func (s *Store) AddLayer(r io.Reader, comp diff.Compression) (ocispec.Descriptor, digest.Digest, error) {
-	dec, err := compression.DecompressStream(r)
+// descriptor (annotated with the content and uncompressed sizes) and the
+// layer's diffID. It stops with ctx's error once ctx is cancelled.
+func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp diff.Compression) (ocispec.Descriptor, digest.Digest, error) {
+	dec, err := compression.DecompressStream(ctxReader{ctx, r})
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("layer archive: %w", err)
 	}
@@ -38,30 +108,9 @@ func (s *Store) AddLayer(r io.Reader, comp diff.Compression) (ocispec.Descriptor
 	if cw != nil {
 		out = cw
 	}
-	h := sha256.New()
-	tee := io.TeeReader(dec, io.MultiWriter(h, out))
-	tr := tar.NewReader(tee)
-	var size int64
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return ocispec.Descriptor{}, "", fmt.Errorf("layer archive: %w", err)
-		}
-		switch hdr.Typeflag {
-		case tar.TypeReg:
-			size += hdr.Size
-		case tar.TypeSymlink:
-			size += int64(len(hdr.Linkname))
-		}
-		if _, err := io.Copy(io.Discard, tr); err != nil {
-			return ocispec.Descriptor{}, "", fmt.Errorf("layer archive %s: %w", hdr.Name, err)
-		}
-	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("layer archive: %w", err)
+	scan, err := scanTar(io.TeeReader(dec, out))
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
 	}
 	if cw != nil {
 		if err := cw.Close(); err != nil {
@@ -76,6 +125,74 @@ func (s *Store) AddLayer(r io.Reader, comp diff.Compression) (ocispec.Descriptor
 		MediaType:   comp.MediaType(),
 		Digest:      d,
 		Size:        bw.Size(),
-		Annotations: map[string]string{AnnotationContentSize: strconv.FormatInt(size, 10)},
-	}, digest.NewDigest(digest.SHA256, h), nil
+		Annotations: scan.annotate(nil),
+	}, scan.diffID, nil
 }
+
+// copyLayer stores a layer blob from r as it is (an OCI archive's), checking
+// it against its descriptor and, decompressed, against the config's diffID.
+// A blob the store holds already is read and checked, not written again.
+func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
+	var sink interface {
+		io.Writer
+		Digest() digest.Digest
+		Size() int64
+	}
+	var bw *BlobWriter
+	bp, err := s.BlobPath(l.Digest)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if !fileExists(bp) {
+		if bw, err = s.NewBlob(); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		defer bw.Abort()
+		sink = bw
+	} else {
+		sink = &hashCounter{h: sha256.New()}
+	}
+	raw := io.TeeReader(ctxReader{ctx, r}, sink)
+	dec, err := compression.DecompressStream(raw)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	scan, err := scanTar(dec)
+	dec.Close()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil { // what the decompressor left
+		return ocispec.Descriptor{}, err
+	}
+	if got := sink.Digest(); got != l.Digest {
+		return ocispec.Descriptor{}, fmt.Errorf("corrupt: its content hashes to %s", got)
+	}
+	if sink.Size() != l.Size {
+		return ocispec.Descriptor{}, fmt.Errorf("%d bytes, the manifest says %d", sink.Size(), l.Size)
+	}
+	if scan.diffID != diffID {
+		return ocispec.Descriptor{}, fmt.Errorf("uncompressed content is %s, the config says %s", scan.diffID, diffID)
+	}
+	if bw != nil {
+		if _, err := bw.Commit(); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
+	// The sizes are measured, never taken from the archive: save writes
+	// tar headers from them.
+	l.Annotations = scan.annotate(l.Annotations)
+	return l, nil
+}
+
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCounter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.h.Write(p)
+}
+func (c *hashCounter) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, c.h) }
+func (c *hashCounter) Size() int64           { return c.n }

@@ -2,11 +2,10 @@ package store
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path"
 	"strings"
 	"time"
 
@@ -17,7 +16,8 @@ import (
 
 // SaveOCIArchive writes images as an OCI archive: a tar of an OCI layout
 // holding just these images (skopeo's oci-archive: transport reads it).
-func (s *Store) SaveOCIArchive(w io.Writer, imgs []*Image) error {
+// It stops with ctx's error once ctx is cancelled.
+func (s *Store) SaveOCIArchive(ctx context.Context, w io.Writer, imgs []*Image) error {
 	tw := tar.NewWriter(w)
 	epoch := time.Unix(0, 0)
 	add := func(name string, size int64, body io.Reader) error {
@@ -43,7 +43,7 @@ func (s *Store) SaveOCIArchive(w io.Writer, imgs []*Image) error {
 			return err
 		}
 		defer rc.Close()
-		if err := add("blobs/sha256/"+d.Encoded(), size, rc); err != nil {
+		if err := add("blobs/sha256/"+d.Encoded(), size, ctxReader{ctx, rc}); err != nil {
 			return fmt.Errorf("blob %s: %w", d, err)
 		}
 		written[d] = true
@@ -85,46 +85,56 @@ func (s *Store) SaveOCIArchive(w io.Writer, imgs []*Image) error {
 	return tw.Close()
 }
 
-// loadOCILayout takes the images of an extracted OCI layout: every blob
-// they reach is verified against its digest while copied into the store.
-// Tags are the ref.name annotations; one that is not a valid reference is
-// refused before anything is tagged.
-func (s *Store) loadOCILayout(root *os.Root) ([]*Image, error) {
-	ib, err := root.ReadFile(ocispec.ImageIndexFile)
+// checkDigest refuses a digest that is not sha256:<64 hex>, before it can
+// become a path.
+func checkDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("algorithm %s: only sha256 is supported", d.Algorithm())
+	}
+	return nil
+}
+
+// loadOCIArchive takes the images of an OCI archive's layout. Every digest
+// is checked before it names an entry; every blob they reach is verified
+// against its digest and size, and each layer, decompressed, against the
+// config's diff_id, while it is copied into the store as it is. Tags are
+// the ref.name annotations; one that is not a valid reference is refused
+// before anything is tagged.
+func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]pendingImage, error) {
+	ib, err := ix.readSmall(ctx, ocispec.ImageIndexFile)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return nil, fmt.Errorf("archive index.json: %w", err)
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(ib, &idx); err != nil {
 		return nil, fmt.Errorf("archive index.json: %w", err)
 	}
-	copyBlob := func(d digest.Digest) ([]byte, error) {
-		if err := d.Validate(); err != nil {
-			return nil, fmt.Errorf("archive blob %q: %w", d, err)
+	entry := func(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
+	readBlob := func(what string, d ocispec.Descriptor) ([]byte, error) {
+		if err := checkDigest(d.Digest); err != nil {
+			return nil, fmt.Errorf("archive %s %q: %w", what, d.Digest, err)
 		}
-		b, err := root.ReadFile(path.Join("blobs", d.Algorithm().String(), d.Encoded()))
+		b, err := ix.readSmall(ctx, entry(d.Digest))
 		if err != nil {
-			return nil, fmt.Errorf("archive blob %s: %w", d, err)
+			return nil, fmt.Errorf("archive %s %s: %w", what, d.Digest, err)
 		}
-		if got := digest.FromBytes(b); got != d {
-			return nil, fmt.Errorf("archive blob %s is corrupt: its content hashes to %s", d, got)
+		if got := digest.FromBytes(b); got != d.Digest {
+			return nil, fmt.Errorf("archive %s %s is corrupt: its content hashes to %s", what, d.Digest, got)
 		}
-		if _, err := s.PutBlob(b); err != nil {
-			return nil, err
+		if int64(len(b)) != d.Size {
+			return nil, fmt.Errorf("archive %s %s: %d bytes, its descriptor says %d", what, d.Digest, len(b), d.Size)
 		}
 		return b, nil
 	}
-	type pending struct {
-		config []byte
-		layers []ocispec.Descriptor
-		tag    string
-	}
-	var all []pending
+	var all []pendingImage
 	for _, md := range idx.Manifests {
 		if md.MediaType != ocispec.MediaTypeImageManifest && md.MediaType != "application/vnd.docker.distribution.manifest.v2+json" {
 			return nil, fmt.Errorf("archive: %s is a %s, not an image manifest", md.Digest, md.MediaType)
 		}
-		mb, err := copyBlob(md.Digest)
+		mb, err := readBlob("manifest", md)
 		if err != nil {
 			return nil, err
 		}
@@ -132,11 +142,10 @@ func (s *Store) loadOCILayout(root *os.Root) ([]*Image, error) {
 		if err := json.Unmarshal(mb, &m); err != nil {
 			return nil, fmt.Errorf("archive manifest %s: %w", md.Digest, err)
 		}
-		cb, err := copyBlob(m.Config.Digest)
+		cb, err := readBlob("config", m.Config)
 		if err != nil {
 			return nil, err
 		}
-		p := pending{config: cb}
 		var cfg ocispec.Image
 		if err := json.Unmarshal(cb, &cfg); err != nil {
 			return nil, fmt.Errorf("archive config %s: %w", m.Config.Digest, err)
@@ -144,50 +153,29 @@ func (s *Store) loadOCILayout(root *os.Root) ([]*Image, error) {
 		if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 			return nil, fmt.Errorf("archive config %s: %d diff_ids for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 		}
-		for _, l := range m.Layers {
-			if bp, err := s.BlobPath(l.Digest); err != nil || !fileExists(bp) {
-				f, err := root.Open(path.Join("blobs", l.Digest.Algorithm().String(), l.Digest.Encoded()))
-				if err != nil {
-					return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)
-				}
-				bw, err := s.NewBlob()
-				if err != nil {
-					f.Close()
-					return nil, err
-				}
-				_, err = io.Copy(bw, f)
-				f.Close()
-				if err == nil && bw.Digest() != l.Digest {
-					err = fmt.Errorf("archive layer %s is corrupt: its content hashes to %s", l.Digest, bw.Digest())
-				}
-				if err == nil {
-					_, err = bw.Commit()
-				}
-				bw.Abort()
-				if err != nil {
-					return nil, err
-				}
+		p := pendingImage{config: cb}
+		for i, l := range m.Layers {
+			if err := checkDigest(l.Digest); err != nil {
+				return nil, fmt.Errorf("archive layer %q: %w", l.Digest, err)
 			}
-			p.layers = append(p.layers, l)
+			_, sr, err := ix.open(entry(l.Digest))
+			if err != nil {
+				return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)
+			}
+			desc, err := s.copyLayer(ctx, sr, l, cfg.RootFS.DiffIDs[i])
+			if err != nil {
+				return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)
+			}
+			p.layers = append(p.layers, desc)
 		}
 		if name := md.Annotations[ocispec.AnnotationRefName]; name != "" {
-			if p.tag, err = ParseRef(name); err != nil {
+			ref, err := ParseRef(name)
+			if err != nil {
 				return nil, fmt.Errorf("archive tag: %w", err)
 			}
+			p.tags = []string{ref}
 		}
 		all = append(all, p)
 	}
-	var out []*Image
-	for _, p := range all {
-		var tags []string
-		if p.tag != "" {
-			tags = []string{p.tag}
-		}
-		img, err := s.Put(p.config, p.layers, tags)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, img)
-	}
-	return out, nil
+	return all, nil
 }

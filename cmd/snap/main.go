@@ -16,8 +16,16 @@ import (
 func init() { container.InitIfAsked() }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	// The cause names the signal, so the exit status can be 128+signal.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		cancel(cli.Signaled{Signal: s.(syscall.Signal)})
+		// Later signals do not end snap at once: snap run passes every
+		// signal on to its container (docker's sig-proxy) and must
+		// outlive them; a cancelled command is already on its way out.
+	}()
+	os.Exit(cli.Run(ctx, os.Args, os.Stdout, os.Stderr))
 }
