@@ -73,18 +73,23 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 	if name == "help" || name == "h" {
 		return append(append(out, name), rest[1:]...), nil
 	}
-	var cmd *cli.Command
-	for _, c := range app.Commands {
-		if c.HasName(name) {
-			cmd = c
-		}
-	}
+	cmd := findCommand(app.Commands, name)
 	if cmd == nil {
 		q := "'" + name + "'"
 		if quoteName(name) != name {
 			q = quoteName(name)
 		}
 		return nil, usagef("%s is not a snap command; see 'snap --help'", q)
+	}
+	// A command with subcommands (`snap image inspect`): the flags are the
+	// subcommand's.
+	for len(rest) > 1 && len(cmd.Subcommands) > 0 {
+		sub := findCommand(cmd.Subcommands, rest[1])
+		if sub == nil {
+			break
+		}
+		out, rest, cmd = append(out, rest[0]), rest[1:], sub
+		name = rest[0]
 	}
 	flags, pos, err := splitFlags(kindsOf(cmd.Flags), rest[1:], commandArgs[cmd.Name])
 	if err != nil {
@@ -98,6 +103,15 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 		out = append(append(out, "--"), pos...)
 	}
 	return out, nil
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
 }
 
 // splitFlags separates a command's flags from its positional arguments.

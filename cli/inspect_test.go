@@ -98,7 +98,7 @@ func TestInspectNames(t *testing.T) {
 		{args: []string{"container", "inspect", "web", "base:1"}, code: 1, stdout: "container\n", stderr: []string{"snap: No such container: base:1"}},
 		{args: []string{"inspect", "--type", "volume", "web"}, code: 2, stderr: []string{`snap: unknown type: "volume"`}},
 		{args: []string{"inspect"}, code: 2, stderr: []string{"snap: inspect needs"}},
-		{args: []string{"image", "inspect", "--bogus", "web"}, code: 2, stderr: []string{"snap: flag provided but not defined: -bogus"}},
+		{args: []string{"image", "inspect", "--bogus", "web"}, code: 2, stderr: []string{"snap: inspect: unknown flag: --bogus"}},
 		{args: []string{"container", "inspect"}, code: 2, stderr: []string{"snap: container inspect needs"}},
 		{args: []string{"inspect", "-f", "{{", "web"}, code: 2, stderr: []string{"snap: template parsing error: template: :1: unclosed action"}},
 		{args: []string{"inspect", "-f", "{{.Nope}}", "web"}, code: 1, template: "-", stdout: "\n",

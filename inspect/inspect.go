@@ -61,10 +61,11 @@ func (f Finder) Find(name string, kind Kind) (any, error) {
 		}
 	}
 	img, err := f.Store.Lookup(name)
+	var broken *store.BrokenImageError
 	switch {
 	case err == nil:
 		return ImageOf(f.Store, img)
-	case !errors.Is(err, store.ErrNotFound):
+	case errors.As(err, &broken), !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	case kind == KindImage:
 		return nil, notFound{kind, name}

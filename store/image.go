@@ -131,10 +131,22 @@ func (s *Store) Lookup(name string) (*Image, error) {
 		return nil, err
 	}
 	if img.Err != nil {
-		return nil, fmt.Errorf("image %s: %w", name, img.Err)
+		return nil, &BrokenImageError{Name: name, Err: img.Err}
 	}
 	return img, nil
 }
+
+// BrokenImageError is Lookup's error for an image the index holds but whose
+// manifest or config cannot be read. It wraps the cause, which may itself be
+// ErrNotFound (a missing blob): callers that treat "no such image" apart
+// from "this image is broken" check for this type first.
+type BrokenImageError struct {
+	Name string
+	Err  error
+}
+
+func (e *BrokenImageError) Error() string { return "image " + e.Name + ": " + e.Err.Error() }
+func (e *BrokenImageError) Unwrap() error { return e.Err }
 
 // find is Lookup that also returns a broken image, for what needs only its
 // index entries (Remove).
