@@ -103,9 +103,10 @@ func (m *Manager) run(meta *Meta, stdio Stdio, forward bool, started func()) (in
 	if code >= 0 {
 		meta.ExitCode = &code
 	}
-	m.save(meta) // a concurrent rm may have removed the container already
-	// Unmount before the state goes, so whoever sees no state sees no mount.
+	// Unmount before the exit is recorded and before the state goes, so
+	// whoever sees an exit code or no state sees no mount.
 	uerr := m.unmount(meta)
+	m.save(meta) // a concurrent rm may have removed the container already
 	c.Destroy()
 	if code < 0 {
 		return 0, fmt.Errorf("container %s: wait: %w", meta.Name, err)
