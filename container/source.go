@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/runc/libcontainer"
@@ -52,7 +53,7 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 	if s.Pause {
 		if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
 			if st, _ := c.Status(); st == libcontainer.Running {
-				if err := c.Pause(); err != nil {
+				if err := pause(ctx, c); err != nil {
 					return nil, fmt.Errorf("pause %s: %w", meta.Name, err)
 				}
 				o.Close = func() error {
@@ -65,4 +66,24 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		}
 	}
 	return o, nil
+}
+
+// pause freezes the container, trying again a few times: on cgroup v1 the
+// freezer can stay FREEZING while the container forks, and libcontainer
+// then thaws it and gives up ("unable to freeze"; seen here on a loaded
+// machine with a container spawning a process per loop). A commit must
+// not go on unfrozen, so the last error is returned.
+func pause(ctx context.Context, c *libcontainer.Container) error {
+	var err error
+	for range 5 {
+		if err = c.Pause(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
 }
