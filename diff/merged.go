@@ -2,9 +2,9 @@ package diff
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // Merged lists what a container changed the way `docker diff` does: the
@@ -20,12 +20,18 @@ type Merged struct {
 
 // Walk yields the changes in walk order (docker's own order is random).
 func (m Merged) Walk(ctx context.Context, fn func(Change) error) error {
+	t, err := openTree(m.Upper)
+	if err != nil {
+		return fmt.Errorf("upper dir: %w", err)
+	}
+	defer t.release()
 	anc := &ancestors{fn: fn}
-	return m.walk(ctx, anc, "", lowerView{dirs: append([]string{m.Upper}, m.Lowers...)}, lowerView{dirs: m.Lowers})
+	lowers := lowerDirs(m.Lowers)
+	return m.walk(ctx, anc, "", lowerView{dirs: append([]vdir{{tree: t, abs: m.Upper}}, lowers...)}, lowerView{dirs: lowers})
 }
 
-func (m Merged) inUpper(v lowerView) bool {
-	return len(v.dirs) > 0 && strings.HasPrefix(v.dirs[0], m.Upper+"/")
+func inUpper(v lowerView) bool {
+	return len(v.dirs) > 0 && v.dirs[0].tree != nil
 }
 
 func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov lowerView) error {
@@ -59,7 +65,7 @@ func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov low
 			continue
 		}
 		c := Change{Kind: Changed, Path: crel, Abs: ne.abs, Info: ne.info}
-		fromUpper := strings.HasPrefix(ne.abs, m.Upper+"/")
+		c.tree = ne.tree
 		switch {
 		case oe == nil || oe.info.IsDir() != ne.info.IsDir():
 			if oe == nil {
@@ -74,14 +80,14 @@ func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov low
 				}
 			}
 		case ne.info.IsDir():
-			if !m.inUpper(ne.view) {
+			if !inUpper(ne.view) {
 				continue // nothing beneath it changed
 			}
-			changed, _, err := compareMeta(ne.dir, ne.name, ne.abs, ne.info, oe, false)
+			v, err := compareMeta(ne.dir, ne.name, ne.info, oe, false)
 			if err != nil {
 				return err
 			}
-			if changed {
+			if v.changed {
 				err = anc.emit(c)
 			} else {
 				anc.push(c)
@@ -93,12 +99,12 @@ func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov low
 				return err
 			}
 			anc.pop(crel)
-		case fromUpper:
-			changed, _, err := compareMeta(ne.dir, ne.name, ne.abs, ne.info, oe, false)
+		case ne.tree != nil:
+			v, err := compareMeta(ne.dir, ne.name, ne.info, oe, false)
 			if err != nil {
 				return err
 			}
-			if changed {
+			if v.changed {
 				if err := anc.emit(c); err != nil {
 					return err
 				}
