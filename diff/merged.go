@@ -13,9 +13,13 @@ import (
 // lower entry an opaque directory hides (D), reports a file copied up but
 // unchanged as nothing, and lists sockets. Only directories present in the
 // upper are read, so the cost still follows the change.
+//
+// With Format FormatAUFS the upper is an AUFS branch and the rules are
+// those of docker's aufs driver instead (see walkAUFS).
 type Merged struct {
 	Upper  string
 	Lowers []string
+	Format Format
 }
 
 // Walk yields the changes in walk order (docker's own order is random).
@@ -25,6 +29,14 @@ func (m Merged) Walk(ctx context.Context, fn func(Change) error) error {
 		return fmt.Errorf("upper dir: %w", err)
 	}
 	defer t.release()
+	if m.Format == FormatAUFS {
+		d, err := t.openDir("", nil)
+		if err != nil {
+			return fmt.Errorf("upper dir: %w", err)
+		}
+		defer d.close()
+		return m.walkAUFS(ctx, fn, t, d, nil, &lowerView{dirs: lowerDirs(m.Lowers)})
+	}
 	anc := &ancestors{fn: fn}
 	lowers := lowerDirs(m.Lowers)
 	return m.walk(ctx, anc, "", lowerView{dirs: append([]vdir{{tree: t, abs: m.Upper}}, lowers...)}, lowerView{dirs: lowers})
