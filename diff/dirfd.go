@@ -286,8 +286,15 @@ func (d *dir) openDir(name string, saw *syscall.Stat_t) (*dir, error) {
 
 // openFile opens the regular file name for reading; with saw set, it must
 // be the file the walk listed (see tree.openFile).
+// It is for comparing, so it leaves the file's atime alone where it may
+// (O_NOATIME: the owner or CAP_FOWNER): with relatime, the first read of a
+// file unpacked from a tar (atime = mtime) would otherwise write its inode.
 func (d *dir) openFile(name string, saw *syscall.Stat_t) (int, error) {
-	fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(d.fd, name, flags|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Openat(d.fd, name, flags, 0)
+	}
 	if err != nil {
 		if saw != nil && raceErrno(err) {
 			err = changedErr(err)
