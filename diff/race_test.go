@@ -22,11 +22,25 @@ import (
 // canary f (renameat2 RENAME_EXCHANGE, in a loop). No layer may ever hold
 // the canary; an error is acceptable only as ErrChanged naming the path.
 // Overlay mode swaps through the merged mount, as a container would;
-// rootfs mode swaps in the rootfs itself. 100 layers each.
+// rootfs mode swaps in the rootfs itself. 100 layers each, also with the
+// fallbacks for kernels without openat2 (5.6) and getxattrat (6.13).
 func TestSwapDirForSymlinkNeverLeaksTheHost(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []string{"overlay", "rootfs"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		mode     string
+		fallback bool
+	}{{"overlay", false}, {"rootfs", false}, {"overlay", true}, {"rootfs", true}} {
+		name := tc.mode
+		if tc.fallback {
+			name += "-fallback"
+		}
+		t.Run(name, func(t *testing.T) {
+			if tc.fallback {
+				noOpenat2.Store(true)
+				noXattrat.Store(true)
+				t.Cleanup(func() { noOpenat2.Store(false); noXattrat.Store(false) })
+			}
+			mode := tc.mode
 			lower := baseTree(t)
 			host := t.TempDir() // outside every root below
 			canary := fmt.Sprintf("CANARY-%d-%d", os.Getpid(), time.Now().UnixNano())

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -87,10 +88,7 @@ func (t *tree) release() {
 }
 
 func (t *tree) abs(rel string) string {
-	if rel == "" || rel == "." {
-		return t.path
-	}
-	return t.path + "/" + rel
+	return filepath.Join(t.path, rel)
 }
 
 var noOpenat2 atomic.Bool
@@ -124,6 +122,7 @@ func openBeneath(dirfd int, rel string, flags int) (int, error) {
 // openComponents is openBeneath for kernels without openat2 (before 5.6):
 // one openat per component, each refusing a symlink.
 func openComponents(dirfd int, rel string, flags int) (int, error) {
+	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
 	parts := strings.Split(rel, "/")
 	cur := dirfd
 	defer func() {
