@@ -246,8 +246,8 @@ func diffCommand() *cli.Command {
 				if src, err = changeSource(c); err != nil {
 					return err
 				}
-				if ov, ok := src.(diff.Overlay); ok && len(ov.Lowers) > 0 && ov.Format == diff.FormatOverlay {
-					src = diff.Merged{Upper: ov.Upper, Lowers: ov.Lowers}
+				if ov, ok := src.(diff.Overlay); ok && len(ov.Lowers) > 0 {
+					src = diff.Merged{Upper: ov.Upper, Lowers: ov.Lowers, Format: ov.Format}
 				}
 			}
 			return src.Walk(c.Context, func(ch diff.Change) error {

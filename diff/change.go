@@ -30,7 +30,10 @@ type Change struct {
 	Kind Kind
 	// Path is slash-separated and relative to the root, without a leading slash.
 	Path string
-	// Abs is where the new content lives on disk; empty for Deleted.
+	// Abs is where the new content lives on disk; empty for Deleted. It is
+	// for messages and for Changes made outside this package: the walkers'
+	// own changes are read beneath their walk's root fd (see tree), never
+	// through Abs, which a racing process could redirect with a symlink.
 	Abs string
 	// Info describes the new file (Lstat); nil for Deleted.
 	Info fs.FileInfo
@@ -40,6 +43,12 @@ type Change struct {
 	// already read them (xattrsKnown); otherwise the writer reads them.
 	Xattrs      map[string]string
 	xattrsKnown bool
+	// tree, when set, is the root the walk found the change under: the
+	// writer opens Path beneath it and checks it is still Info.
+	tree *tree
+	// link is a symlink's target, when the walker already read it.
+	link      string
+	linkKnown bool
 	// WhiteoutInfo, for Deleted changes read from an overlay upper, is the
 	// whiteout device itself, so the tar entry keeps its owner and time as
 	// docker's does.

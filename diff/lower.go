@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,17 +12,46 @@ import (
 )
 
 // lowerView is one directory of the merged view of the lowers: the same
-// directory in every lower where it shows through, top-most first.
-type lowerView struct{ dirs []string }
+// directory in every lower where it shows through, top-most first. Merged
+// puts the upper on top, as a vdir opened beneath the upper's root.
+type lowerView struct{ dirs []vdir }
+
+// vdir is one directory of a view: a trusted lower, read by path, or one of
+// the hostile upper, opened beneath its tree without following symlinks.
+type vdir struct {
+	tree *tree // nil: a lower
+	rel  string
+	abs  string
+}
+
+func lowerDirs(paths []string) []vdir {
+	out := make([]vdir, len(paths))
+	for i, p := range paths {
+		out[i] = vdir{abs: p}
+	}
+	return out
+}
+
+func (v vdir) open() (*dir, error) {
+	if v.tree != nil {
+		return v.tree.openDir(v.rel, nil)
+	}
+	return openDir(v.abs)
+}
+
+func (v vdir) child(name string) vdir {
+	return vdir{tree: v.tree, rel: join(v.rel, name), abs: filepath.Join(v.abs, name)}
+}
 
 // lowerEntry is what the merged lowers hold under one name.
 type lowerEntry struct {
-	dir  *dir // the lower directory holding it, open while its parent is compared
+	dir  *dir // the directory holding it, open while its parent is compared
 	name string
 	abs  string
 	info fs.FileInfo // nil: whited out
 	view lowerView   // for a directory, the view of its contents
 	open bool        // deeper lowers may still add to view
+	tree *tree       // set when it lives in the (hostile) upper
 }
 
 // isWhiteout reports an overlayfs whiteout: a character device 0/0.
@@ -35,22 +63,6 @@ func isWhiteout(info fs.FileInfo) bool {
 	return ok && st.Rdev == 0
 }
 
-// opaqueDir reports a directory that hides what lies below it, in either the
-// overlayfs (xattr) or the AUFS (.wh..wh..opq file) convention.
-func opaqueDir(p string) (bool, error) {
-	if ok, err := overlayFlag(p, "opaque"); ok || err != nil {
-		return ok, err
-	}
-	_, err := os.Lstat(filepath.Join(p, archive.WhiteoutOpaqueDir))
-	if err == nil {
-		return true, nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	return false, err
-}
-
 // list merges the directory's entries across the lowers. A lower's whiteout,
 // or a non-directory, hides the name in every lower below it; an opaque
 // directory hides the contents below it.
@@ -58,20 +70,22 @@ func opaqueDir(p string) (bool, error) {
 func (v lowerView) list() (map[string]*lowerEntry, []*dir, error) {
 	merged := map[string]*lowerEntry{}
 	var open []*dir
-	for _, d := range v.dirs {
-		ld, err := openDir(d)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	for _, vd := range v.dirs {
+		ld, err := vd.open()
+		// Gone since its parent was listed (the upper of a running
+		// container), or not a directory in this lower: nothing to merge.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP) {
 			continue
 		}
 		if err != nil {
 			closeDirs(open)
-			return nil, nil, fmt.Errorf("read lower %s: %w", d, err)
+			return nil, nil, fmt.Errorf("read lower %s: %w", vd.abs, err)
 		}
 		open = append(open, ld)
 		ents, err := ld.entries()
 		if err != nil {
 			closeDirs(open)
-			return nil, nil, fmt.Errorf("read lower %s: %w", d, err)
+			return nil, nil, fmt.Errorf("read lower %s: %w", vd.abs, err)
 		}
 		for _, info := range ents {
 			name := info.Name()
@@ -82,7 +96,6 @@ func (v lowerView) list() (map[string]*lowerEntry, []*dir, error) {
 			if strings.HasPrefix(name, archive.WhiteoutPrefix) {
 				name, whiteout = name[len(archive.WhiteoutPrefix):], true
 			}
-			abs := filepath.Join(d, info.Name())
 			entryName := info.Name()
 			if whiteout {
 				info = nil
@@ -94,23 +107,23 @@ func (v lowerView) list() (map[string]*lowerEntry, []*dir, error) {
 			case !seen && whiteout:
 				merged[name] = &lowerEntry{}
 			case !seen:
-				le := &lowerEntry{dir: ld, name: entryName, abs: abs, info: info}
+				le := &lowerEntry{dir: ld, name: entryName, abs: filepath.Join(vd.abs, entryName), info: info, tree: vd.tree}
 				if info.IsDir() {
-					opaque, err := opaqueDir(abs)
+					opaque, err := ld.opaque(entryName)
 					if err != nil {
 						closeDirs(open)
 						return nil, nil, err
 					}
-					le.view.dirs, le.open = []string{abs}, !opaque
+					le.view.dirs, le.open = []vdir{vd.child(entryName)}, !opaque
 				}
 				merged[name] = le
 			case cur.open && !whiteout && info.IsDir():
-				opaque, err := opaqueDir(abs)
+				opaque, err := ld.opaque(entryName)
 				if err != nil {
 					closeDirs(open)
 					return nil, nil, err
 				}
-				cur.view.dirs = append(cur.view.dirs, abs)
+				cur.view.dirs = append(cur.view.dirs, vd.child(entryName))
 				cur.open = !opaque
 			case cur.open:
 				cur.open = false

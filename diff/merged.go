@@ -2,9 +2,9 @@ package diff
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // Merged lists what a container changed the way `docker diff` does: the
@@ -13,19 +13,37 @@ import (
 // lower entry an opaque directory hides (D), reports a file copied up but
 // unchanged as nothing, and lists sockets. Only directories present in the
 // upper are read, so the cost still follows the change.
+//
+// With Format FormatAUFS the upper is an AUFS branch and the rules are
+// those of docker's aufs driver instead (see walkAUFS).
 type Merged struct {
 	Upper  string
 	Lowers []string
+	Format Format
 }
 
 // Walk yields the changes in walk order (docker's own order is random).
 func (m Merged) Walk(ctx context.Context, fn func(Change) error) error {
+	t, err := openTree(m.Upper)
+	if err != nil {
+		return fmt.Errorf("upper dir: %w", err)
+	}
+	defer t.release()
+	if m.Format == FormatAUFS {
+		d, err := t.openDir("", nil)
+		if err != nil {
+			return fmt.Errorf("upper dir: %w", err)
+		}
+		defer d.close()
+		return m.walkAUFS(ctx, fn, t, d, nil, &lowerView{dirs: lowerDirs(m.Lowers)})
+	}
 	anc := &ancestors{fn: fn}
-	return m.walk(ctx, anc, "", lowerView{dirs: append([]string{m.Upper}, m.Lowers...)}, lowerView{dirs: m.Lowers})
+	lowers := lowerDirs(m.Lowers)
+	return m.walk(ctx, anc, "", lowerView{dirs: append([]vdir{{tree: t, abs: m.Upper}}, lowers...)}, lowerView{dirs: lowers})
 }
 
-func (m Merged) inUpper(v lowerView) bool {
-	return len(v.dirs) > 0 && strings.HasPrefix(v.dirs[0], m.Upper+"/")
+func inUpper(v lowerView) bool {
+	return len(v.dirs) > 0 && v.dirs[0].tree != nil
 }
 
 func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov lowerView) error {
@@ -59,7 +77,7 @@ func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov low
 			continue
 		}
 		c := Change{Kind: Changed, Path: crel, Abs: ne.abs, Info: ne.info}
-		fromUpper := strings.HasPrefix(ne.abs, m.Upper+"/")
+		c.tree = ne.tree
 		switch {
 		case oe == nil || oe.info.IsDir() != ne.info.IsDir():
 			if oe == nil {
@@ -74,14 +92,14 @@ func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov low
 				}
 			}
 		case ne.info.IsDir():
-			if !m.inUpper(ne.view) {
+			if !inUpper(ne.view) {
 				continue // nothing beneath it changed
 			}
-			changed, _, err := compareMeta(ne.dir, ne.name, ne.abs, ne.info, oe, false)
+			v, err := compareMeta(ne.dir, ne.name, ne.info, oe, false)
 			if err != nil {
 				return err
 			}
-			if changed {
+			if v.changed {
 				err = anc.emit(c)
 			} else {
 				anc.push(c)
@@ -93,12 +111,12 @@ func (m Merged) walk(ctx context.Context, anc *ancestors, rel string, nv, ov low
 				return err
 			}
 			anc.pop(crel)
-		case fromUpper:
-			changed, _, err := compareMeta(ne.dir, ne.name, ne.abs, ne.info, oe, false)
+		case ne.tree != nil:
+			v, err := compareMeta(ne.dir, ne.name, ne.info, oe, false)
 			if err != nil {
 				return err
 			}
-			if changed {
+			if v.changed {
 				if err := anc.emit(c); err != nil {
 					return err
 				}

@@ -2,10 +2,13 @@ package diff
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	archive "github.com/moby/go-archive"
 )
@@ -49,16 +52,26 @@ func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
 	if !root.IsDir() {
 		return fmt.Errorf("upper dir %s: not a directory", o.Upper)
 	}
-	if _, ov, err := readXattrs(o.Upper); err != nil {
+	t, err := openTree(o.Upper)
+	if err != nil {
+		return fmt.Errorf("upper dir: %w", err)
+	}
+	defer t.release()
+	d, err := t.openDir("", nil)
+	if err != nil {
+		return fmt.Errorf("upper dir: %w", err)
+	}
+	defer d.close()
+	if _, ov, err := d.xattrs("."); err != nil {
 		return err
 	} else if err := refuseRedirect(ov, ""); err != nil {
 		return err
 	}
 	var lv *lowerView
 	if len(o.Lowers) > 0 {
-		lv = &lowerView{dirs: o.Lowers}
+		lv = &lowerView{dirs: lowerDirs(o.Lowers)}
 	}
-	return o.walkDir(ctx, fn, "", o.Upper, lv)
+	return o.walkDir(ctx, fn, t, d, "", lv)
 }
 
 // refuseRedirect rejects entries whose content is not in the upper alone.
@@ -71,17 +84,14 @@ func refuseRedirect(overlay map[string]string, rel string) error {
 	return nil
 }
 
-// walkDir visits one upper directory. lv is the merged lower view of the same
-// directory, nil when the lowers are unknown or hidden.
-func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs string, lv *lowerView) error {
+// walkDir visits one open upper directory. lv is the merged lower view of
+// the same directory, nil when the lowers are unknown or hidden.
+// Subdirectories are opened from d's fd without following symlinks, so the
+// walk never leaves the upper whatever is renamed meanwhile.
+func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, t *tree, d *dir, rel string, lv *lowerView) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d, err := openDir(abs)
-	if err != nil {
-		return fmt.Errorf("read upper: %w", err)
-	}
-	defer d.close()
 	ents, err := d.entries()
 	if err != nil {
 		return fmt.Errorf("read upper: %w", err)
@@ -96,7 +106,7 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 	}
 	for _, info := range ents {
 		name := info.Name()
-		crel, cabs := join(rel, name), filepath.Join(abs, name)
+		crel := join(rel, name)
 		if o.Format == FormatAUFS && strings.HasPrefix(name, archive.WhiteoutPrefix) {
 			if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
 				continue // AUFS' own bookkeeping (.wh..wh.plnk, .wh..wh..opq, ...)
@@ -115,7 +125,7 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
 			return fmt.Errorf("upper /%s: a file named %s... would read as a whiteout in a layer", crel, archive.WhiteoutPrefix)
 		}
-		c := Change{Kind: Added, Path: crel, Abs: cabs, Info: info, xattrsKnown: true}
+		c := Change{Kind: Added, Path: crel, Abs: filepath.Join(o.Upper, crel), Info: info, tree: t, xattrsKnown: true}
 		var ov map[string]string
 		if c.Xattrs, ov, err = d.xattrs(name); err != nil {
 			return err
@@ -123,31 +133,53 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, rel, abs st
 		if err := refuseRedirect(ov, crel); err != nil {
 			return err
 		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if c.link, err = d.readlink(name); err != nil {
+				return err
+			}
+			c.linkKnown = true
+		}
 		le := lower[name]
 		if le != nil {
 			c.Kind = Changed
 		}
-		if info.IsDir() {
-			if o.Format == FormatAUFS {
-				if c.Opaque, err = opaqueDir(cabs); err != nil {
-					return err
-				}
-			} else {
-				c.Opaque = ov["opaque"] == "y"
-			}
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-		if info.IsDir() {
-			var child *lowerView
-			if le != nil && le.info.IsDir() && !c.Opaque {
-				child = &le.view
-			}
-			if err := o.walkDir(ctx, fn, crel, cabs, child); err != nil {
+		if !info.IsDir() {
+			if err := fn(c); err != nil {
 				return err
 			}
+			continue
 		}
+		sub, err := d.openDir(name, info.Sys().(*syscall.Stat_t))
+		if err != nil {
+			return fmt.Errorf("read upper: %w", err)
+		}
+		if err := o.walkSub(ctx, fn, t, sub, c, le, ov); err != nil {
+			sub.close()
+			return err
+		}
+		sub.close()
 	}
 	return nil
+}
+
+// walkSub yields directory c, open as sub, and what lies beneath it.
+func (o Overlay) walkSub(ctx context.Context, fn func(Change) error, t *tree, sub *dir, c Change, le *lowerEntry, ov map[string]string) error {
+	if o.Format == FormatAUFS {
+		var st syscall.Stat_t
+		err := sub.lstat(archive.WhiteoutOpaqueDir, &st)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		c.Opaque = err == nil
+	} else {
+		c.Opaque = ov["opaque"] == "y"
+	}
+	if err := fn(c); err != nil {
+		return err
+	}
+	var child *lowerView
+	if le != nil && le.info.IsDir() && !c.Opaque {
+		child = &le.view
+	}
+	return o.walkDir(ctx, fn, t, sub, c.Path, child)
 }

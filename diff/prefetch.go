@@ -43,7 +43,7 @@ func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				p.data, p.err = readSmall(p.c.Abs, p.c.Info.Size())
+				p.data, p.err = readSmall(p.c)
 				close(p.ready)
 			}
 		}()
@@ -53,12 +53,19 @@ func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
 		defer close(ordered)
 		defer close(work)
 		walkErr <- src.Walk(ctx, func(c Change) error {
+			// The walk may end before the writer reaches this change: keep
+			// its root open until then.
+			if c.tree != nil && !c.tree.acquire() {
+				return fmt.Errorf("layer /%s: the walk that found it has ended", c.Path)
+			}
 			p := &pending{c: c}
 			if wantsPrefetch(c) {
 				p.ready = make(chan struct{})
 				select {
 				case work <- p:
 				case <-ctx.Done():
+					p.ready = nil
+					p.done()
 					return ctx.Err()
 				}
 			}
@@ -66,6 +73,7 @@ func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
 			case ordered <- p:
 				return nil
 			case <-ctx.Done():
+				p.done()
 				return ctx.Err()
 			}
 		})
@@ -73,6 +81,7 @@ func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
 	var err error
 	for p := range ordered {
 		if err != nil {
+			p.done()
 			continue // drain so the walker and workers can finish
 		}
 		if p.ready != nil {
@@ -81,6 +90,7 @@ func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
 		if err = fn(p); err != nil {
 			cancel()
 		}
+		p.done()
 	}
 	wg.Wait()
 	if werr := <-walkErr; err == nil {
@@ -89,14 +99,24 @@ func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
 	return err
 }
 
+// done waits for the read-ahead, if any, and lets go of the change's root.
+func (p *pending) done() {
+	if p.ready != nil {
+		<-p.ready
+	}
+	if p.c.tree != nil {
+		p.c.tree.release()
+	}
+}
+
 // readSmall reads a whole small file through its raw fd.
-func readSmall(path string, size int64) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+func readSmall(c Change) ([]byte, error) {
+	fd, err := openContent(c)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, size)
+	buf := make([]byte, c.Info.Size())
 	for n := 0; n < len(buf); {
 		r, err := unix.Read(fd, buf[n:])
 		if err == unix.EINTR {

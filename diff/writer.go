@@ -256,7 +256,14 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 		}
 		lw.contentSize += h.Size
 	case syscall.S_IFLNK:
-		target, err := os.Readlink(c.Abs)
+		target, err := c.link, error(nil)
+		switch {
+		case c.linkKnown:
+		case c.tree != nil:
+			target, err = c.tree.readlink(c.Path, st)
+		default:
+			target, err = os.Readlink(c.Abs)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("layer /%s: %w", c.Path, err)
 		}
@@ -276,7 +283,12 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 	xa := c.Xattrs
 	if !c.xattrsKnown {
 		var err error
-		if xa, err = Xattrs(c.Abs); err != nil {
+		if c.tree != nil {
+			xa, err = c.tree.xattrs(c.Path)
+		} else {
+			xa, err = Xattrs(c.Abs)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("layer /%s: %w", c.Path, err)
 		}
 	}
@@ -289,6 +301,16 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 	return h, nil
 }
 
+// openContent opens a regular file's content: beneath the walk's root, as
+// the file the walk saw, for the walkers' own changes (see tree).
+func openContent(c Change) (int, error) {
+	if c.tree != nil {
+		st, _ := c.Info.Sys().(*syscall.Stat_t)
+		return c.tree.openFile(c.Path, st)
+	}
+	return unix.Open(c.Abs, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+}
+
 // noWriteTo hides os.File's WriteTo so io.CopyBuffer uses our large buffer.
 type noWriteTo struct{ io.Reader }
 
@@ -296,7 +318,7 @@ type noWriteTo struct{ io.Reader }
 // raw fd: os.File's poller registration costs three syscalls per file, which
 // is most of the time on a layer of many small files.
 func (lw *layerWriter) content(c Change, h *tar.Header) error {
-	fd, err := unix.Open(c.Abs, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	fd, err := openContent(c)
 	if err != nil {
 		return fmt.Errorf("layer /%s: %w", c.Path, err)
 	}

@@ -109,17 +109,3 @@ func overlayKey(name string) (string, bool) {
 	}
 	return "", false
 }
-
-// overlayFlag reads a yes/no overlay xattr in either namespace.
-func overlayFlag(p, name string) (bool, error) {
-	for _, ns := range []string{"trusted.overlay.", "user.overlay."} {
-		v, ok, err := getXattr(p, ns+name)
-		if err != nil {
-			return false, err
-		}
-		if ok && string(v) == "y" {
-			return true, nil
-		}
-	}
-	return false, nil
-}
