@@ -139,17 +139,7 @@ func (d *dir) xattrs(name string) (layer, overlay map[string]string, err error) 
 		if !ok {
 			continue
 		}
-		if short, isOverlay := overlayKey(key); isOverlay {
-			if overlay == nil {
-				overlay = map[string]string{}
-			}
-			overlay[short] = string(v)
-			continue
-		}
-		if layer == nil {
-			layer = map[string]string{}
-		}
-		layer[key] = string(v)
+		layer, overlay = classifyXattr(layer, overlay, key, v)
 	}
 	return layer, overlay, nil
 }

@@ -86,19 +86,26 @@ func readXattrs(p string) (layer, overlay map[string]string, err error) {
 		if !ok {
 			continue
 		}
-		if short, isOverlay := overlayKey(n); isOverlay {
-			if overlay == nil {
-				overlay = map[string]string{}
-			}
-			overlay[short] = string(v)
-			continue
-		}
-		if layer == nil {
-			layer = map[string]string{}
-		}
-		layer[n] = string(v)
+		layer, overlay = classifyXattr(layer, overlay, n, v)
 	}
 	return layer, overlay, nil
+}
+
+// classifyXattr files one xattr: overlayfs' own under its short name (they
+// steer the walk, never travel), every other one into the layer's.
+func classifyXattr(layer, overlay map[string]string, key string, v []byte) (map[string]string, map[string]string) {
+	if short, isOverlay := overlayKey(key); isOverlay {
+		if overlay == nil {
+			overlay = map[string]string{}
+		}
+		overlay[short] = string(v)
+		return layer, overlay
+	}
+	if layer == nil {
+		layer = map[string]string{}
+	}
+	layer[key] = string(v)
+	return layer, overlay
 }
 
 func overlayKey(name string) (string, bool) {
