@@ -1,8 +1,9 @@
 package inspect
 
 import (
-	"encoding/json"
 	"time"
+
+	"snap/dockertypes"
 )
 
 // The views below are the Engine API 1.41 types that dockerd 20.10 answers
@@ -35,73 +36,15 @@ type Image struct {
 	Metadata        ImageMetadata
 }
 
-// Config is docker's container.Config: an image's config and a
-// container's.
-type Config struct {
-	Hostname        string
-	Domainname      string
-	User            string
-	AttachStdin     bool
-	AttachStdout    bool
-	AttachStderr    bool
-	ExposedPorts    PortSet `json:",omitempty"`
-	Tty             bool
-	OpenStdin       bool
-	StdinOnce       bool
-	Env             []string
-	Cmd             StrSlice
-	Healthcheck     *HealthConfig `json:",omitempty"`
-	ArgsEscaped     bool          `json:",omitempty"`
-	Image           string
-	Volumes         map[string]struct{}
-	WorkingDir      string
-	Entrypoint      StrSlice
-	NetworkDisabled bool   `json:",omitempty"`
-	MacAddress      string `json:",omitempty"`
-	OnBuild         []string
-	Labels          map[string]string
-	StopSignal      string   `json:",omitempty"`
-	StopTimeout     *int     `json:",omitempty"`
-	Shell           StrSlice `json:",omitempty"`
-}
-
-// PortSet is docker's nat.PortSet: "PORT/PROTO" keys, empty values.
-type PortSet map[Port]struct{}
-
-// Port is "PORT/PROTO", as nat.Port.
-type Port string
-
-// HealthConfig is docker's HEALTHCHECK record.
-type HealthConfig struct {
-	Test        []string      `json:",omitempty"`
-	Interval    time.Duration `json:",omitempty"`
-	Timeout     time.Duration `json:",omitempty"`
-	StartPeriod time.Duration `json:",omitempty"`
-	Retries     int           `json:",omitempty"`
-}
-
-// StrSlice is docker's strslice.StrSlice: a JSON list, or one string read as
-// a list of one, as image configs written by old tools hold.
-type StrSlice []string
-
-// UnmarshalJSON takes a list or a string.
-func (s *StrSlice) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*s = nil
-		return nil
-	}
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*s = StrSlice{one}
-		return nil
-	}
-	var list []string
-	if err := json.Unmarshal(b, &list); err != nil {
-		return err
-	}
-	*s = list
-	return nil
-}
+// Config and the types below are docker's container.Config and its parts,
+// shared with snap save (package dockertypes).
+type (
+	Config       = dockertypes.Config
+	PortSet      = dockertypes.PortSet
+	Port         = dockertypes.Port
+	HealthConfig = dockertypes.HealthConfig
+	StrSlice     = dockertypes.StrSlice
+)
 
 // GraphDriver names the storage driver and its directories.
 type GraphDriver struct {

@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/diff"
+	"snap/dockertypes"
 )
 
 // dockerManifest is one entry of a docker-archive's manifest.json.
@@ -27,75 +28,21 @@ type dockerManifest struct {
 	Layers   []string
 }
 
-// v1Config is docker 20.10's container.Config: docker save writes it in each
-// layer's json, and its JSON form goes into the layer IDs docker computes.
-type v1Config struct {
-	Hostname        string
-	Domainname      string
-	User            string
-	AttachStdin     bool
-	AttachStdout    bool
-	AttachStderr    bool
-	ExposedPorts    map[string]struct{} `json:",omitempty"`
-	Tty             bool
-	OpenStdin       bool
-	StdinOnce       bool
-	Env             []string
-	Cmd             strSlice
-	Healthcheck     *v1Health `json:",omitempty"`
-	ArgsEscaped     bool      `json:",omitempty"`
-	Image           string
-	Volumes         map[string]struct{}
-	WorkingDir      string
-	Entrypoint      strSlice
-	NetworkDisabled bool   `json:",omitempty"`
-	MacAddress      string `json:",omitempty"`
-	OnBuild         []string
-	Labels          map[string]string
-	StopSignal      string   `json:",omitempty"`
-	StopTimeout     *int     `json:",omitempty"`
-	Shell           strSlice `json:",omitempty"`
-}
-
-type v1Health struct {
-	Test        []string      `json:",omitempty"`
-	Interval    time.Duration `json:",omitempty"`
-	Timeout     time.Duration `json:",omitempty"`
-	StartPeriod time.Duration `json:",omitempty"`
-	Retries     int           `json:",omitempty"`
-}
-
-// strSlice is docker's strslice.StrSlice: a string or a list of them.
-type strSlice []string
-
-func (s *strSlice) UnmarshalJSON(b []byte) error {
-	p := make([]string, 0, 1)
-	if err := json.Unmarshal(b, &p); err != nil {
-		var one string
-		if err := json.Unmarshal(b, &one); err != nil {
-			return err
-		}
-		p = append(p, one)
-	}
-	*s = p
-	return nil
-}
-
 // v1Image is docker 20.10's image.V1Image, the json of a saved layer.
 type v1Image struct {
-	ID              string    `json:"id,omitempty"`
-	Parent          string    `json:"parent,omitempty"`
-	Comment         string    `json:"comment,omitempty"`
-	Created         time.Time `json:"created"`
-	Container       string    `json:"container,omitempty"`
-	ContainerConfig v1Config  `json:"container_config,omitempty"`
-	DockerVersion   string    `json:"docker_version,omitempty"`
-	Author          string    `json:"author,omitempty"`
-	Config          *v1Config `json:"config,omitempty"`
-	Architecture    string    `json:"architecture,omitempty"`
-	Variant         string    `json:"variant,omitempty"`
-	OS              string    `json:"os,omitempty"`
-	Size            int64     `json:",omitempty"`
+	ID              string              `json:"id,omitempty"`
+	Parent          string              `json:"parent,omitempty"`
+	Comment         string              `json:"comment,omitempty"`
+	Created         time.Time           `json:"created"`
+	Container       string              `json:"container,omitempty"`
+	ContainerConfig dockertypes.Config  `json:"container_config,omitempty"`
+	DockerVersion   string              `json:"docker_version,omitempty"`
+	Author          string              `json:"author,omitempty"`
+	Config          *dockertypes.Config `json:"config,omitempty"`
+	Architecture    string              `json:"architecture,omitempty"`
+	Variant         string              `json:"variant,omitempty"`
+	OS              string              `json:"os,omitempty"`
+	Size            int64               `json:",omitempty"`
 }
 
 // v1ID is docker's v1.CreateID: the legacy ID of a layer directory in a
