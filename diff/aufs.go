@@ -27,18 +27,11 @@ func (m Merged) walkAUFS(ctx context.Context, fn func(Change) error, t *tree, d 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ents, err := d.entries()
+	ents, lower, release, err := upperAndLowers(d, lv)
 	if err != nil {
-		return fmt.Errorf("read upper: %w", err)
+		return err
 	}
-	var lower map[string]*lowerEntry
-	if lv != nil {
-		var lowerDirs []*dir
-		if lower, lowerDirs, err = lv.list(); err != nil {
-			return err
-		}
-		defer closeDirs(lowerDirs)
-	}
+	defer release()
 	// An entry added or deleted right here lists this directory first.
 	parent := func() error {
 		if self == nil || self.listed {

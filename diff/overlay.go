@@ -92,18 +92,11 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, t *tree, d 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ents, err := d.entries()
+	ents, lower, release, err := upperAndLowers(d, lv)
 	if err != nil {
-		return fmt.Errorf("read upper: %w", err)
+		return err
 	}
-	var lower map[string]*lowerEntry
-	if lv != nil {
-		var lowerDirs []*dir
-		if lower, lowerDirs, err = lv.list(); err != nil {
-			return err
-		}
-		defer closeDirs(lowerDirs)
-	}
+	defer release()
 	for _, info := range ents {
 		name := info.Name()
 		crel := join(rel, name)
@@ -182,4 +175,22 @@ func (o Overlay) walkSub(ctx context.Context, fn func(Change) error, t *tree, su
 		child = &le.view
 	}
 	return o.walkDir(ctx, fn, t, sub, c.Path, child)
+}
+
+// upperAndLowers lists an upper directory and, when lv is known, what the
+// lowers hold under the same path. release closes the lower dirs, which
+// stay open while their entries are compared.
+func upperAndLowers(d *dir, lv *lowerView) ([]fs.FileInfo, map[string]*lowerEntry, func(), error) {
+	ents, err := d.entries()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read upper: %w", err)
+	}
+	if lv == nil {
+		return ents, nil, func() {}, nil
+	}
+	lower, lowerDirs, err := lv.list()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ents, lower, func() { closeDirs(lowerDirs) }, nil
 }
