@@ -247,7 +247,7 @@ func diffCommand() *cli.Command {
 					return err
 				}
 				if ov, ok := src.(diff.Overlay); ok && len(ov.Lowers) > 0 {
-					src = diff.Merged{Upper: ov.Upper, Lowers: ov.Lowers, Format: ov.Format}
+					src = diff.Merged(ov)
 				}
 			}
 			return src.Walk(c.Context, func(ch diff.Change) error {
