@@ -1,0 +1,222 @@
+package store
+
+// Review of issue 8's store work: attacks that the code withstood, kept as
+// regression tests. Helpers are in review_bugs_test.go.
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"snap/diff"
+)
+
+// Passes: archives shaped to confuse the tar index (names, links, PAX,
+// nesting, lying descriptors) are refused with an error naming what is
+// wrong, and the index stays as it was.
+func TestReviewHostileArchiveShapesRefused(t *testing.T) {
+	layer := layerTar(t, "etc/motd", "hi\n")
+	diffID := digest.FromBytes(layer)
+	dockerWith := func(layerName string, extra ...rvEntry) []rvEntry {
+		m, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"h:1"}, Layers: []string{layerName}}})
+		return append(extra, rvEntry{name: "c.json", body: rvConfig(diffID)}, rvEntry{name: "manifest.json", body: m})
+	}
+	// An OCI archive whose index.json points at a nested index.
+	nested := func() []rvEntry {
+		es := rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "n:1")
+		var inner ocispec.Index
+		json.Unmarshal(es[3].body, &inner)
+		ib, _ := json.Marshal(inner)
+		d := digest.FromBytes(ib)
+		outer, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{
+			{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: int64(len(ib))}}})
+		es[3].body = outer
+		return append(es, rvEntry{name: "blobs/sha256/" + d.Encoded(), body: ib})
+	}()
+	// An OCI manifest whose config digest is its layer's.
+	configIsLayer := func() []rvEntry {
+		gz := rvGzip(t, layer)
+		es := rvOCI(layer, gz, ocispec.MediaTypeImageLayerGzip, "c:1")
+		var m ocispec.Manifest
+		json.Unmarshal(es[2].body, &m)
+		m.Config.Digest, m.Config.Size = digest.FromBytes(gz), int64(len(gz))
+		mb, _ := json.Marshal(m)
+		md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+		idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{md}})
+		es[2] = rvEntry{name: "blobs/sha256/" + md.Digest.Encoded(), body: mb}
+		es[3].body = idx
+		return es
+	}()
+	tagWithDigest := rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "x:1@sha256:"+strings.Repeat("a", 64))
+	tests := []struct {
+		name    string
+		entries []rvEntry
+		want    string
+	}{
+		{"symlink loop", dockerWith("a/layer.tar",
+			rvEntry{name: "a/layer.tar", typ: tar.TypeSymlink, link: "../b/layer.tar"},
+			rvEntry{name: "b/layer.tar", typ: tar.TypeSymlink, link: "../a/layer.tar"}), "links"},
+		{"hardlink loop", dockerWith("a", rvEntry{name: "a", typ: tar.TypeLink, link: "b"}, rvEntry{name: "b", typ: tar.TypeLink, link: "a"}), "links"},
+		{"symlink chain out through a hardlink", dockerWith("a",
+			rvEntry{name: "a", typ: tar.TypeLink, link: "d/s"},
+			rvEntry{name: "d/s", typ: tar.TypeSymlink, link: "../../../etc/passwd"}), "outside"},
+		{"symlink to a directory", dockerWith("s", rvEntry{name: "d/", typ: tar.TypeDir}, rvEntry{name: "s", typ: tar.TypeSymlink, link: "d"}), "not a regular file"},
+		{"layer a fifo", dockerWith("p", rvEntry{name: "p", typ: tar.TypeFifo}), "not a regular file"},
+		{"PAX header over 1 MiB", append(rvDocker(layer, "h:1"), rvEntry{name: "x", typ: tar.TypeXHeader, body: paxRecord("comment", strings.Repeat("x", 2<<20))}), "archive"},
+		{"later manifest.json names a missing layer", append(rvDocker(layer, "h:1"), dockerWith("missing/layer.tar")[1]), "missing/layer.tar"},
+		{"OCI nested index", nested, "not an image manifest"},
+		{"OCI config digest is the layer's", configIsLayer, "config"},
+		{"OCI tag annotation with a digest", tagWithDigest, "digest"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := rvIndex(t, s)
+			_, err = s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, tc.entries...)), diff.Gzip)
+			t.Log(err)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("load: %v, want an error naming %q", err, tc.want)
+			}
+			if after := rvIndex(t, s); after != before {
+				t.Errorf("index changed:\n%s\n->\n%s", before, after)
+			}
+		})
+	}
+}
+
+// Passes: the index is built before any link is resolved, so a hardlink to
+// a later entry loads (docker's extraction would refuse it: lenient, but it
+// can only name what the archive holds), and of two manifest.json the later
+// one counts, as extracting would leave it.
+func TestReviewArchiveEntryOrder(t *testing.T) {
+	layer := layerTar(t, "etc/motd", "hi\n")
+	diffID := digest.FromBytes(layer)
+	first, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"first:1"}, Layers: []string{"l/layer.tar"}}})
+	later, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"later:1"}, Layers: []string{"h/layer.tar"}}})
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t,
+		rvEntry{name: "manifest.json", body: first},
+		rvEntry{name: "h/layer.tar", typ: tar.TypeLink, link: "l/layer.tar"},
+		rvEntry{name: "c.json", body: rvConfig(diffID)},
+		rvEntry{name: "l/layer.tar", body: layer},
+		rvEntry{name: "manifest.json", body: later},
+	)), diff.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 1 || fmt.Sprint(imgs[0].Tags) != "[later:1]" {
+		t.Fatalf("loaded %v", imgs)
+	}
+	if _, err := s.Lookup("first:1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the replaced manifest.json's image: %v", err)
+	}
+}
+
+// Passes: tag, rmi, put (as commit and load do: blob under a lease, then
+// Put) and prune racing in one store, each with its own *Store so that the
+// locks between them are real. After each round every image of the index
+// reads whole, every tag names one image, and what a successful Put
+// tagged and nobody removed is there.
+func TestReviewTagRemovePutPruneRace(t *testing.T) {
+	root := t.TempDir()
+	open := func() *Store {
+		s, err := Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	put := func(s *Store, tag, content string) error {
+		lease, err := s.Lease(context.Background())
+		if err != nil {
+			return err
+		}
+		defer lease.Release()
+		l := layerTar(t, "f", content)
+		desc, diffID, err := s.AddLayer(context.Background(), bytes.NewReader(l), diff.None)
+		if err != nil {
+			return err
+		}
+		_, err = s.Put(rvConfig(diffID), []ocispec.Descriptor{desc}, []string{tag})
+		return err
+	}
+	const rounds, n = 20, 6
+	for r := range rounds {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var errs []error
+		fail := func(err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		for i := range n {
+			wg.Go(func() {
+				if err := put(open(), fmt.Sprintf("p:%d-%d", r, i), fmt.Sprintf("%d %d", r, i)); err != nil {
+					fail(err)
+				}
+			})
+			wg.Go(func() {
+				if r == 0 {
+					return
+				}
+				s := open()
+				// Tag races the rmi of its source and the prunes: it may
+				// fail (not found), never leave a tag on a pruned image.
+				s.Tag(fmt.Sprintf("p:%d-%d", r-1, i), fmt.Sprintf("t:%d-%d", r, i))
+				if _, err := s.Remove(fmt.Sprintf("p:%d-%d", r-1, i)); err != nil && !errors.Is(err, ErrNotFound) {
+					fail(err)
+				}
+				s.Remove(fmt.Sprintf("t:%d-%d", r-1, i))
+			})
+			wg.Go(func() {
+				if _, err := open().Prune(context.Background()); err != nil {
+					fail(err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		s := open()
+		assertConsistent(t, s)
+		idx, err := s.Index()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, d := range idx.Manifests {
+			if tag := d.Annotations[ocispec.AnnotationRefName]; tag != "" {
+				if seen[tag] {
+					t.Fatalf("round %d: tag %s on two entries", r, tag)
+				}
+				seen[tag] = true
+			}
+		}
+		for i := range n {
+			if tag := fmt.Sprintf("p:%d-%d", r, i); !seen[tag] {
+				t.Fatalf("round %d: %s lost", r, tag)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+}
