@@ -355,3 +355,104 @@ func TestReviewLookupByIDWithTwoManifests(t *testing.T) {
 		}
 	}
 }
+
+// Defect: LoadArchive Puts its images one by one, and each Put rewrites
+// (and fsyncs) the whole index.json, so an archive with n manifest.json
+// entries costs O(n²) writes: 1000 entries of one shared config and layer,
+// each with its own tag (a 71 KB archive), write 106 MB and take 3 s here;
+// a 16 MiB manifest.json (~300k entries, ~200 KB gzipped) would take days.
+// The loop does not look at ctx either, so Ctrl-C does not stop it (and
+// cmd/snap swallows every signal after the first). One index update for the
+// whole archive also makes a multi-image load all-or-nothing, which today
+// it is not: a Put failing half way leaves the images before it indexed.
+func TestReviewLoadManyImagesWritesTheIndexOnce(t *testing.T) {
+	layer := layerTar(t, "etc/motd", "hi\n")
+	const n = 400
+	var ms []dockerManifest
+	for i := range n {
+		ms = append(ms, dockerManifest{Config: "c.json", RepoTags: []string{fmt.Sprintf("many:%d", i)}, Layers: []string{"l/layer.tar"}})
+	}
+	m, _ := json.Marshal(ms)
+	archive := rvTar(t, rvEntry{name: "c.json", body: rvConfig(digest.FromBytes(layer))}, rvEntry{name: "l/layer.tar", body: layer}, rvEntry{name: "manifest.json", body: m})
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := rvWchar(t)
+	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip); err != nil {
+		t.Fatal(err)
+	}
+	wrote = rvWchar(t) - wrote
+	index := len(rvIndex(t, s))
+	t.Logf("a %d-byte archive of %d tags wrote %d bytes; the index is %d", len(archive), n, wrote, index)
+	if wrote > int64(8*index+len(archive)) {
+		t.Errorf("loading %d tags wrote %d bytes, %d times the final index (%d bytes): the index is rewritten per image", n, wrote, wrote/int64(index), index)
+	}
+}
+
+// Defect: a docker-archive whose RepoTags name one tag twice (or as "x:1"
+// and "docker.io/library/x:1", which ParseRef makes one) gets two index
+// entries with that tag: Put drops each tag once, then appends one entry
+// per tag. dropTag removes only the first entry holding a tag, so when the
+// tag later moves (a commit, a load, snap tag) the old image keeps the
+// other: the tag names two images, and Lookup returns the old one, the
+// first in index order. `snap commit ... x:1` then reports the new image
+// while `snap run x:1` runs the old.
+func TestReviewDuplicateRepoTagsStayOneTag(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := layerTar(t, "etc/motd", "old\n")
+	m, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"dup:1", "docker.io/library/dup:1"}, Layers: []string{"l/layer.tar"}}})
+	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t,
+		rvEntry{name: "c.json", body: rvConfig(digest.FromBytes(layer))},
+		rvEntry{name: "l/layer.tar", body: layer},
+		rvEntry{name: "manifest.json", body: m})), diff.Gzip); err != nil {
+		t.Fatal(err)
+	}
+	newer := putImage(t, s, "dup:1", "etc/motd", "new\n")
+	got, err := s.Lookup("dup:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != newer.ID {
+		t.Errorf("dup:1 moved to %s, Lookup still gives %s", newer.ID, got.ID)
+	}
+	idx, _ := s.Index()
+	n := 0
+	for _, d := range idx.Manifests {
+		if d.Annotations[ocispec.AnnotationRefName] == "dup:1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("dup:1 is on %d index entries", n)
+	}
+}
+
+// Defect: copyLayer (the OCI path) finds a blob the store holds already and
+// only hashes the archive's copy, never the store's, so a corrupt copy in
+// the store stays: loading the image again does not repair it, as it does
+// for a docker-archive (AddLayer renames a fresh blob over it) and for
+// configs and manifests (PutBlob), and the loaded image is broken.
+func TestReviewOCILoadHealsCorruptLayer(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := layerTar(t, "etc/motd", "hi\n")
+	archive := rvTar(t, rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "heal:1")...)
+	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := imgs[0].Manifest.Layers[0].Digest
+	overwrite(t, s, l, "bit rot")
+	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadBlob(l); err != nil {
+		t.Errorf("the layer after loading its image again: %v", err)
+	}
+}
