@@ -20,7 +20,7 @@ import (
 )
 
 func openStore(c *cli.Context) (*store.Store, error) {
-	return store.Open(c.String("root"))
+	return store.OpenContext(c.Context, c.String("root"))
 }
 
 func commitFlags() []cli.Flag {

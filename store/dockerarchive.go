@@ -131,7 +131,7 @@ func (s *Store) SaveDockerArchive(ctx context.Context, w io.Writer, imgs []*Imag
 		var chain, parent digest.Digest
 		for i, l := range img.Manifest.Layers {
 			diffID := img.Config.RootFS.DiffIDs[i]
-			if err := checkDigest(diffID); err != nil {
+			if err := ValidateDigest(diffID); err != nil {
 				return fmt.Errorf("image %s: diff_id %q: %w", img.ID, diffID, err)
 			}
 			if chain == "" {
@@ -305,24 +305,20 @@ func (s *Store) LoadArchive(ctx context.Context, r io.Reader, comp diff.Compress
 		return nil, err
 	}
 	defer lease.Release()
-	ra, size, done, err := s.openArchive(ctx, r)
+	ix, done, err := s.openArchive(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	ix, err := indexTar(ctx, ra, size)
-	if err != nil {
-		return nil, err
-	}
 	if len(ix.entries) == 0 {
 		return nil, fmt.Errorf("archive: empty or not a tar")
 	}
-	var load func() ([]pendingImage, error)
+	var load func() ([]NewImage, error)
 	switch {
 	case ix.entries["manifest.json"] != nil: // docker 25 writes an OCI layout beside it; docker reads this
-		load = func() ([]pendingImage, error) { return s.loadDockerArchive(ctx, ix, comp) }
+		load = func() ([]NewImage, error) { return s.loadDockerArchive(ctx, ix, comp) }
 	case ix.entries[ocispec.ImageLayoutFile] != nil:
-		load = func() ([]pendingImage, error) { return s.loadOCIArchive(ctx, ix) }
+		load = func() ([]NewImage, error) { return s.loadOCIArchive(ctx, ix) }
 	default:
 		return nil, fmt.Errorf("archive: neither a docker-archive (manifest.json) nor an OCI archive (oci-layout)")
 	}
@@ -333,51 +329,30 @@ func (s *Store) LoadArchive(ctx context.Context, r io.Reader, comp diff.Compress
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []*Image
-	for _, p := range all {
-		img, err := s.Put(p.config, p.layers, p.tags)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, img)
-	}
-	return out, nil
+	return s.PutAll(ctx, all)
 }
 
-// pendingImage is an archive's image whose blobs are stored, not yet indexed.
-type pendingImage struct {
-	config []byte
-	layers []ocispec.Descriptor
-	tags   []string
-}
-
-// openArchive gives the archive's tar as bytes to read at will: a plain
-// regular file as it is, anything else decompressed into a spool file.
-func (s *Store) openArchive(ctx context.Context, r io.Reader) (io.ReaderAt, int64, func(), error) {
+// openArchive indexes the archive's tar: a plain regular file in place,
+// anything else through streamArchive.
+func (s *Store) openArchive(ctx context.Context, r io.Reader) (*tarIndex, func(), error) {
 	if f, ok := r.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off <= fi.Size() {
+				sr := io.NewSectionReader(f, off, fi.Size()-off)
 				magic := make([]byte, 10)
-				n, _ := f.ReadAt(magic, off)
+				n, _ := sr.ReadAt(magic, 0)
 				if compression.Detect(magic[:n]) == compression.None {
-					return io.NewSectionReader(f, off, fi.Size()-off), fi.Size() - off, func() {}, nil
+					ix, err := indexTar(ctx, sr, sr.Size())
+					return ix, func() {}, err
 				}
+				return s.streamArchive(ctx, sr, sr, sr.Size())
 			}
 		}
 	}
-	dec, err := compression.DecompressStream(ctxReader{ctx, r})
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("archive: %w", err)
-	}
-	defer dec.Close()
-	f, n, err := spool(ctx, s.root, dec)
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("archive: %w", err)
-	}
-	return f, n, func() { f.Close() }, nil
+	return s.streamArchive(ctx, r, nil, 0)
 }
 
-func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.Compression) ([]pendingImage, error) {
+func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.Compression) ([]NewImage, error) {
 	mb, err := ix.readSmall(ctx, "manifest.json")
 	if err != nil {
 		return nil, fmt.Errorf("archive manifest.json: %w", err)
@@ -391,7 +366,7 @@ func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.C
 		diffID digest.Digest
 	}
 	layers := map[string]stored{} // by resolved entry name: shared layers are read once
-	var all []pendingImage
+	var all []NewImage
 	for _, m := range manifest {
 		cb, err := ix.readSmall(ctx, m.Config)
 		if err != nil {
@@ -404,7 +379,7 @@ func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.C
 		if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 			return nil, fmt.Errorf("archive config %q: %d diff_ids for %d layers", m.Config, len(cfg.RootFS.DiffIDs), len(m.Layers))
 		}
-		p := pendingImage{config: cb}
+		p := NewImage{Config: cb}
 		for i, name := range m.Layers {
 			resolved, sr, err := ix.open(name)
 			if err != nil {
@@ -420,14 +395,14 @@ func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.C
 			if l.diffID != cfg.RootFS.DiffIDs[i] {
 				return nil, fmt.Errorf("archive layer %q: content is %s, the config says %s", name, l.diffID, cfg.RootFS.DiffIDs[i])
 			}
-			p.layers = append(p.layers, l.desc)
+			p.Layers = append(p.Layers, l.desc)
 		}
 		for _, t := range m.RepoTags {
 			ref, err := ParseRef(t)
 			if err != nil {
 				return nil, fmt.Errorf("archive tag: %w", err)
 			}
-			p.tags = append(p.tags, ref)
+			p.Tags = append(p.Tags, ref)
 		}
 		all = append(all, p)
 	}

@@ -69,7 +69,7 @@ func (s *Store) Images() ([]*Image, error) {
 	// Under a lease so that no prune deletes blobs between reading the
 	// index and reading what it reaches: that would show a sound image,
 	// removed a moment ago, as broken.
-	lease, err := s.Lease(context.Background())
+	lease, err := s.Lease(s.ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +170,10 @@ func (s *Store) find(name string) (*Image, error) {
 				found = append(found, img)
 			}
 		}
-		if len(found) == 1 {
-			return found[0], nil
+		// Manifests of one config (the same image loaded with other
+		// compression) are one image to docker, whose ID is the config's.
+		if len(found) > 0 && !slices.ContainsFunc(found, func(img *Image) bool { return img.ID != found[0].ID }) {
+			return pickImage(found), nil
 		}
 		if len(found) > 1 {
 			return nil, fmt.Errorf("image %s: ambiguous ID prefix", name)
@@ -180,20 +182,100 @@ func (s *Store) find(name string) (*Image, error) {
 	return nil, fmt.Errorf("image %s: %w", name, ErrNotFound)
 }
 
-// Put stores an image's config and manifest and points tags at it. Layers
-// must already be in the store. Each tag moves from any image that had it.
-// An image with no tag gets an untagged index entry (docker's <none>).
-//
-// Put holds a lease of its own, so a prune cannot come between the check
-// that the layers are there and the index update; the caller's lease must
-// cover the layers from their writing until Put.
+// NewImage is an image to store: its config, its layers (already in the
+// store) and the tags to point at it.
+type NewImage struct {
+	Config []byte
+	Layers []ocispec.Descriptor
+	Tags   []string // "repo:tag", as ParseRef gives them
+}
+
+// pickImage chooses among manifests of one image: a readable one, tagged if
+// any is, so that a broken copy does not hide a good one.
+func pickImage(imgs []*Image) *Image {
+	best := imgs[0]
+	for _, img := range imgs[1:] {
+		if (best.Err != nil && img.Err == nil) || (best.Err == nil) == (img.Err == nil) && len(best.Tags) == 0 && len(img.Tags) > 0 {
+			best = img
+		}
+	}
+	return best
+}
+
+// Put stores one image; see PutAll.
 func (s *Store) Put(config []byte, layers []ocispec.Descriptor, tags []string) (*Image, error) {
-	lease, err := s.Lease(context.Background())
+	imgs, err := s.PutAll(s.ctx, []NewImage{{Config: config, Layers: layers, Tags: tags}})
+	if err != nil {
+		return nil, err
+	}
+	return imgs[0], nil
+}
+
+// PutAll stores images' configs and manifests and points their tags at
+// them, in one index update: an archive of a thousand images costs one
+// rewrite of index.json, not a thousand, and it lands whole or not at all.
+// Layers must already be in the store. Each tag moves from any image that
+// had it (a later image of news wins a tag two of them name). An image with
+// no tag gets an untagged index entry (docker's <none>).
+//
+// PutAll holds a lease of its own, so a prune cannot come between the check
+// that the layers are there and the index update; the caller's lease must
+// cover the layers from their writing until PutAll.
+func (s *Store) PutAll(ctx context.Context, news []NewImage) ([]*Image, error) {
+	lease, err := s.Lease(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lease.Release()
-	for _, l := range layers {
+	out := make([]*Image, len(news))
+	for i, n := range news {
+		if out[i], err = s.putBlobs(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	err = s.Update(func(idx *ocispec.Index) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, img := range out {
+			for _, t := range img.Tags {
+				dropTag(idx, t)
+			}
+			// Drop an untagged entry of the same image: it is now tagged.
+			idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
+				return d.Digest == img.ManifestDesc.Digest && d.Annotations[ocispec.AnnotationRefName] == ""
+			})
+			if len(img.Tags) == 0 && !slices.ContainsFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Digest == img.ManifestDesc.Digest }) {
+				idx.Manifests = append(idx.Manifests, img.ManifestDesc)
+			}
+			for _, t := range img.Tags {
+				e := img.ManifestDesc
+				e.Annotations = map[string]string{ocispec.AnnotationRefName: t}
+				idx.Manifests = append(idx.Manifests, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// putBlobs checks one new image and stores its config and manifest blobs;
+// the index is not touched.
+func (s *Store) putBlobs(ctx context.Context, n NewImage) (*Image, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	img := &Image{RawConfig: n.Config}
+	if err := json.Unmarshal(n.Config, &img.Config); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	for _, l := range n.Layers {
 		p, err := s.BlobPath(l.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("layer: %w", err)
@@ -202,20 +284,30 @@ func (s *Store) Put(config []byte, layers []ocispec.Descriptor, tags []string) (
 			return nil, fmt.Errorf("layer %s: %w", l.Digest, ErrNotFound)
 		}
 	}
-	cd, err := s.PutBlob(config)
+	if len(n.Layers) != len(img.Config.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("config: %d diff_ids for %d layers", len(img.Config.RootFS.DiffIDs), len(n.Layers))
+	}
+	// One tag once: "x:1" and "docker.io/library/x:1" are the same tag.
+	for _, t := range n.Tags {
+		if !slices.Contains(img.Tags, t) {
+			img.Tags = append(img.Tags, t)
+		}
+	}
+	cd, err := s.PutBlob(n.Config)
 	if err != nil {
 		return nil, err
 	}
-	m := ocispec.Manifest{
+	img.ID = cd
+	img.Manifest = ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
-		Layers:    layers,
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(n.Config))},
+		Layers:    n.Layers,
 	}
-	if m.Layers == nil {
-		m.Layers = []ocispec.Descriptor{}
+	if img.Manifest.Layers == nil {
+		img.Manifest.Layers = []ocispec.Descriptor{}
 	}
-	mb, err := json.Marshal(m)
+	mb, err := json.Marshal(img.Manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -223,47 +315,26 @@ func (s *Store) Put(config []byte, layers []ocispec.Descriptor, tags []string) (
 	if err != nil {
 		return nil, err
 	}
-	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(mb))}
-	err = s.Update(func(idx *ocispec.Index) error {
-		for _, t := range tags {
-			dropTag(idx, t)
-		}
-		// Drop an untagged entry of the same image: it is now tagged.
-		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
-			return d.Digest == md && d.Annotations[ocispec.AnnotationRefName] == ""
-		})
-		if len(tags) == 0 {
-			idx.Manifests = append(idx.Manifests, desc)
-		}
-		for _, t := range tags {
-			e := desc
-			e.Annotations = map[string]string{ocispec.AnnotationRefName: t}
-			idx.Manifests = append(idx.Manifests, e)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	img := &Image{ID: cd, ManifestDesc: desc, Manifest: m, RawConfig: config, Tags: tags}
-	if err := json.Unmarshal(config, &img.Config); err != nil {
-		return nil, fmt.Errorf("config %s: %w", cd, err)
-	}
+	img.ManifestDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(mb))}
 	return img, nil
 }
 
-// dropTag takes a tag off the image that has it; an image left with no tag
-// stays in the index untagged, as docker keeps a <none> image.
+// dropTag takes a tag off every entry that has it; an image left with no
+// tag stays in the index untagged, as docker keeps a <none> image.
 func dropTag(idx *ocispec.Index, tag string) {
-	i := slices.IndexFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Annotations[ocispec.AnnotationRefName] == tag })
-	if i < 0 {
-		return
-	}
-	old := idx.Manifests[i]
-	idx.Manifests = slices.Delete(idx.Manifests, i, i+1)
-	if !slices.ContainsFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Digest == old.Digest }) {
-		old.Annotations = nil
-		idx.Manifests = append(idx.Manifests, old)
+	var dropped []ocispec.Descriptor
+	idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
+		if d.Annotations[ocispec.AnnotationRefName] != tag {
+			return false
+		}
+		dropped = append(dropped, d)
+		return true
+	})
+	for _, old := range dropped {
+		if !slices.ContainsFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return d.Digest == old.Digest }) {
+			old.Annotations = nil
+			idx.Manifests = append(idx.Manifests, old)
+		}
 	}
 }
 

@@ -2,10 +2,10 @@ package store
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"hash"
 	"io"
 	"maps"
 	"strconv"
@@ -131,29 +131,31 @@ func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp diff.Compression
 
 // copyLayer stores a layer blob from r as it is (an OCI archive's), checking
 // it against its descriptor and, decompressed, against the config's diffID.
-// A blob the store holds already is read and checked, not written again.
+// The blob is always written, so loading an image again repairs a corrupt
+// copy the store holds. Its media type is what its bytes are, whatever the
+// archive claims: umoci and skopeo read the store by media type.
 func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
-	var sink interface {
-		io.Writer
-		Digest() digest.Digest
-		Size() int64
+	if _, err := s.BlobPath(l.Digest); err != nil {
+		return ocispec.Descriptor{}, err
 	}
-	var bw *BlobWriter
-	bp, err := s.BlobPath(l.Digest)
+	bw, err := s.NewBlob()
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if !fileExists(bp) {
-		if bw, err = s.NewBlob(); err != nil {
-			return ocispec.Descriptor{}, err
-		}
-		defer bw.Abort()
-		sink = bw
-	} else {
-		sink = &hashCounter{h: sha256.New()}
+	defer bw.Abort()
+	br := bufio.NewReader(io.TeeReader(ctxReader{ctx, r}, bw))
+	magic, _ := br.Peek(10)
+	switch compression.Detect(magic) {
+	case compression.None:
+		l.MediaType = ocispec.MediaTypeImageLayer
+	case compression.Gzip:
+		l.MediaType = ocispec.MediaTypeImageLayerGzip
+	case compression.Zstd:
+		l.MediaType = ocispec.MediaTypeImageLayerZstd
+	default:
+		return ocispec.Descriptor{}, fmt.Errorf("compressed in a way OCI layers cannot be (bzip2 or xz)")
 	}
-	raw := io.TeeReader(ctxReader{ctx, r}, sink)
-	dec, err := compression.DecompressStream(raw)
+	dec, err := compression.DecompressStream(br)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -162,37 +164,23 @@ func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if _, err := io.Copy(io.Discard, raw); err != nil { // what the decompressor left
+	if _, err := io.Copy(io.Discard, br); err != nil { // what the decompressor left
 		return ocispec.Descriptor{}, err
 	}
-	if got := sink.Digest(); got != l.Digest {
+	if got := bw.Digest(); got != l.Digest {
 		return ocispec.Descriptor{}, fmt.Errorf("corrupt: its content hashes to %s", got)
 	}
-	if sink.Size() != l.Size {
-		return ocispec.Descriptor{}, fmt.Errorf("%d bytes, the manifest says %d", sink.Size(), l.Size)
+	if bw.Size() != l.Size {
+		return ocispec.Descriptor{}, fmt.Errorf("%d bytes, the manifest says %d", bw.Size(), l.Size)
 	}
 	if scan.diffID != diffID {
 		return ocispec.Descriptor{}, fmt.Errorf("uncompressed content is %s, the config says %s", scan.diffID, diffID)
 	}
-	if bw != nil {
-		if _, err := bw.Commit(); err != nil {
-			return ocispec.Descriptor{}, err
-		}
+	if _, err := bw.Commit(); err != nil {
+		return ocispec.Descriptor{}, err
 	}
 	// The sizes are measured, never taken from the archive: save writes
 	// tar headers from them.
 	l.Annotations = scan.annotate(l.Annotations)
 	return l, nil
 }
-
-type hashCounter struct {
-	h hash.Hash
-	n int64
-}
-
-func (c *hashCounter) Write(p []byte) (int, error) {
-	c.n += int64(len(p))
-	return c.h.Write(p)
-}
-func (c *hashCounter) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, c.h) }
-func (c *hashCounter) Size() int64           { return c.n }

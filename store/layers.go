@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -29,7 +28,7 @@ func (s *Store) LayerDir(blob ocispec.Descriptor, diffID digest.Digest) (string,
 		return "", fmt.Errorf("layer diffID: %w", err)
 	}
 	// LayerDir has no context to give: a prune it may wait for is short.
-	lease, err := s.Lease(context.Background())
+	lease, err := s.Lease(s.ctx)
 	if err != nil {
 		return "", err
 	}
@@ -90,7 +89,7 @@ func (s *Store) LayerDirs(img *Image) ([]string, error) {
 		return nil, fmt.Errorf("image %s: %d layers but %d diff_ids", img.ID, len(img.Manifest.Layers), len(img.Config.RootFS.DiffIDs))
 	}
 	// One lease over all of them: no prune between one layer and the next.
-	lease, err := s.Lease(context.Background())
+	lease, err := s.Lease(s.ctx)
 	if err != nil {
 		return nil, err
 	}

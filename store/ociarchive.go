@@ -85,17 +85,8 @@ func (s *Store) SaveOCIArchive(ctx context.Context, w io.Writer, imgs []*Image) 
 	return tw.Close()
 }
 
-// checkDigest refuses a digest that is not sha256:<64 hex>, before it can
-// become a path.
-func checkDigest(d digest.Digest) error {
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("algorithm %s: only sha256 is supported", d.Algorithm())
-	}
-	return nil
-}
+// entry is the archive entry of a blob whose digest ValidateDigest passed.
+func entry(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
 
 // loadOCIArchive takes the images of an OCI archive's layout. Every digest
 // is checked before it names an entry; every blob they reach is verified
@@ -103,7 +94,7 @@ func checkDigest(d digest.Digest) error {
 // config's diff_id, while it is copied into the store as it is. Tags are
 // the ref.name annotations; one that is not a valid reference is refused
 // before anything is tagged.
-func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]pendingImage, error) {
+func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]NewImage, error) {
 	ib, err := ix.readSmall(ctx, ocispec.ImageIndexFile)
 	if err != nil {
 		return nil, fmt.Errorf("archive index.json: %w", err)
@@ -112,9 +103,8 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]pendingImag
 	if err := json.Unmarshal(ib, &idx); err != nil {
 		return nil, fmt.Errorf("archive index.json: %w", err)
 	}
-	entry := func(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
 	readBlob := func(what string, d ocispec.Descriptor) ([]byte, error) {
-		if err := checkDigest(d.Digest); err != nil {
+		if err := ValidateDigest(d.Digest); err != nil {
 			return nil, fmt.Errorf("archive %s %q: %w", what, d.Digest, err)
 		}
 		b, err := ix.readSmall(ctx, entry(d.Digest))
@@ -129,7 +119,7 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]pendingImag
 		}
 		return b, nil
 	}
-	var all []pendingImage
+	var all []NewImage
 	for _, md := range idx.Manifests {
 		if md.MediaType != ocispec.MediaTypeImageManifest && md.MediaType != "application/vnd.docker.distribution.manifest.v2+json" {
 			return nil, fmt.Errorf("archive: %s is a %s, not an image manifest", md.Digest, md.MediaType)
@@ -153,9 +143,9 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]pendingImag
 		if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 			return nil, fmt.Errorf("archive config %s: %d diff_ids for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 		}
-		p := pendingImage{config: cb}
+		p := NewImage{Config: cb}
 		for i, l := range m.Layers {
-			if err := checkDigest(l.Digest); err != nil {
+			if err := ValidateDigest(l.Digest); err != nil {
 				return nil, fmt.Errorf("archive layer %q: %w", l.Digest, err)
 			}
 			_, sr, err := ix.open(entry(l.Digest))
@@ -166,14 +156,14 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]pendingImag
 			if err != nil {
 				return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)
 			}
-			p.layers = append(p.layers, desc)
+			p.Layers = append(p.Layers, desc)
 		}
 		if name := md.Annotations[ocispec.AnnotationRefName]; name != "" {
 			ref, err := ParseRef(name)
 			if err != nil {
 				return nil, fmt.Errorf("archive tag: %w", err)
 			}
-			p.tags = []string{ref}
+			p.Tags = []string{ref}
 		}
 		all = append(all, p)
 	}

@@ -23,6 +23,11 @@ import (
 // Store is an OCI image layout on disk.
 type Store struct {
 	root string
+	// ctx bounds the waits for the store's locks of the calls that take no
+	// context of their own (Images, Lookup, Tag, Remove, Update...): a
+	// signalled command must not sit behind a long prune, then change the
+	// index after all. A Store is one command's handle on the layout.
+	ctx context.Context
 }
 
 var (
@@ -37,8 +42,12 @@ var (
 )
 
 // Open opens the store at root, creating an empty layout if there is none.
-func Open(root string) (*Store, error) {
-	s := &Store{root: root}
+func Open(root string) (*Store, error) { return OpenContext(context.Background(), root) }
+
+// OpenContext is Open whose lock waits, and whose index updates, end when
+// ctx does.
+func OpenContext(ctx context.Context, root string) (*Store, error) {
+	s := &Store{root: root, ctx: ctx}
 	if err := os.MkdirAll(s.blobDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("store %s: %w", root, err)
 	}
@@ -48,7 +57,7 @@ func Open(root string) (*Store, error) {
 	if _, err := os.Stat(filepath.Join(root, ocispec.ImageLayoutFile)); errors.Is(err, fs.ErrNotExist) {
 		// Under a lease: a prune running now would take the layout's temp
 		// file for a killed writer's.
-		lease, err := s.Lease(context.Background())
+		lease, err := s.Lease(s.ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -130,6 +139,9 @@ func (s *Store) Update(fn func(*ocispec.Index) error) error {
 		return err
 	}
 	defer unlock()
+	if err := s.ctx.Err(); err != nil {
+		return err // cancelled while it waited: the index stays as it was
+	}
 	idx, err := s.Index()
 	if err != nil {
 		return err
@@ -154,9 +166,8 @@ func (s *Store) lockIndex() (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("store lock: %w", err)
 	}
-	if err := flockWait(lock, unix.LOCK_EX); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("store lock: %w", err)
+	if err := flockContext(s.ctx, lock, unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("store lock: %w", err) // lock is flockContext's now
 	}
 	return func() { lock.Close() }, nil
 }
@@ -264,6 +275,10 @@ func flockContext(ctx context.Context, f *os.File, how int) error {
 	}
 	if !errors.Is(err, unix.EWOULDBLOCK) {
 		f.Close()
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		f.Close() // ended already: no wait left behind
 		return err
 	}
 	done := make(chan error, 1)
