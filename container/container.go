@@ -88,6 +88,9 @@ func (m *Manager) List() ([]*Meta, error) {
 	}
 	var out []*Meta
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // a container being made (.tmp-*), the lock
+		}
 		b, err := os.ReadFile(m.path(e.Name(), "meta.json"))
 		if err != nil {
 			continue // being created or removed
@@ -176,11 +179,6 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 	if _, err := m.st.LayerDirs(img); err != nil {
 		return nil, err
 	}
-	if o.Name != "" {
-		if _, err := m.Get(o.Name); err == nil {
-			return nil, fmt.Errorf("container name %q is already in use", o.Name)
-		}
-	}
 	idb := make([]byte, 32)
 	rand.Read(idb)
 	id := hex.EncodeToString(idb)
@@ -239,10 +237,50 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), b, 0o600); err != nil {
 		return nil, err
 	}
+	// The container appears under the manager's lock, with its image and
+	// name checked again there: an rmi (which checks for containers under
+	// the same lock) cannot slip between the check and the container, so
+	// a prune never takes an image a container was just made from.
+	unlock, err := m.lockContainers()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, err := m.st.Lookup(img.ID.String()); err != nil {
+		return nil, fmt.Errorf("image %s: removed while the container was made: %w", o.Image, err)
+	}
+	if o.Name != "" {
+		if _, err := m.Get(o.Name); err == nil {
+			return nil, fmt.Errorf("container name %q is already in use", o.Name)
+		}
+	}
 	if err := os.Rename(tmp, m.path(id)); err != nil {
 		return nil, err
 	}
 	return meta, nil
+}
+
+// lockContainers serializes what makes a container with what removes an
+// image (see Create, RemoveImage). It is taken before the store's own locks.
+func (m *Manager) lockContainers() (unlock func(), err error) {
+	if err := os.MkdirAll(m.dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(m.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("containers lock: %w", err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // writeInit makes the init layer: the files and mount points the runtime

@@ -60,6 +60,11 @@ func short(id string) string {
 // untagged (<none>), so prune keeps the blobs and layers its containers run
 // and commit on. It returns docker's "Untagged:"/"Deleted:" lines.
 func (m *Manager) RemoveImage(name string, force bool) ([]string, error) {
+	unlock, err := m.lockContainers()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	img, err := m.st.Lookup(name)
 	if err != nil {
 		return m.st.Remove(name) // the store names what is wrong, or removes a broken image
