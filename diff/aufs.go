@@ -49,11 +49,15 @@ func (m Merged) walkAUFS(ctx context.Context, fn func(Change) error, t *tree, d 
 		if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
 			continue
 		}
-		if orig, ok := strings.CutPrefix(name, archive.WhiteoutPrefix); ok {
+		if strings.HasPrefix(name, archive.WhiteoutPrefix) {
+			target, err := whiteoutTarget(rel, name)
+			if err != nil {
+				return err
+			}
 			if err := parent(); err != nil {
 				return err
 			}
-			if err := fn(Change{Kind: Deleted, Path: join(rel, orig), WhiteoutInfo: info}); err != nil {
+			if err := fn(Change{Kind: Deleted, Path: target, WhiteoutInfo: info}); err != nil {
 				return err
 			}
 			continue

@@ -58,8 +58,11 @@ func (d *dir) entries() ([]fs.FileInfo, error) {
 	f := os.NewFile(uintptr(dup), d.path)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
+	if errors.Is(err, unix.ENOENT) {
+		err = changedErr(err) // removed since it was opened
+	}
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "readdir", Path: d.path, Err: err}
 	}
 	slices.Sort(names)
 	stats := make([]fileStat, len(names))
@@ -275,23 +278,25 @@ func (d *dir) openDir(name string, saw *syscall.Stat_t) (*dir, error) {
 }
 
 // openFile opens the regular file name for reading; with saw set, it must
-// be the file the walk listed (see tree.openFile).
-// It is for comparing, so it leaves the file's atime alone where it may
-// (O_NOATIME: the owner or CAP_FOWNER): with relatime, the first read of a
-// file unpacked from a tar (atime = mtime) would otherwise write its inode.
+// be the file the walk listed (see tree.openFile). It is for comparing, so
+// it leaves the file's atime alone where it may. Without saw the file is a
+// lower's, which nothing races: the walk listed it as a regular file, so it
+// is opened directly (half the syscalls, on every file a rootfs compares).
 func (d *dir) openFile(name string, saw *syscall.Stat_t) (int, error) {
-	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(d.fd, name, flags|unix.O_NOATIME, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Openat(d.fd, name, flags, 0)
+	var fd int
+	var err error
+	if saw == nil {
+		const flags = unix.O_RDONLY | unix.O_NOCTTY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if fd, err = unix.Openat(d.fd, name, flags|unix.O_NOATIME, 0); err == unix.EPERM {
+			fd, err = unix.Openat(d.fd, name, flags, 0)
+		}
+	} else if fd, err = unix.Openat(d.fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		fd, err = openRegular(fd, saw, true)
 	}
 	if err != nil {
 		if saw != nil && raceErrno(err) {
 			err = changedErr(err)
 		}
-		return -1, &fs.PathError{Op: "open", Path: d.path + "/" + name, Err: err}
-	}
-	if err := checkFD(fd, saw); err != nil {
 		return -1, &fs.PathError{Op: "open", Path: d.path + "/" + name, Err: err}
 	}
 	return fd, nil

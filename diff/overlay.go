@@ -104,7 +104,11 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, t *tree, d 
 			if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
 				continue // AUFS' own bookkeeping (.wh..wh.plnk, .wh..wh..opq, ...)
 			}
-			if err := fn(Change{Kind: Deleted, Path: join(rel, name[len(archive.WhiteoutPrefix):]), WhiteoutInfo: info}); err != nil {
+			target, err := whiteoutTarget(rel, name)
+			if err != nil {
+				return err
+			}
+			if err := fn(Change{Kind: Deleted, Path: target, WhiteoutInfo: info}); err != nil {
 				return err
 			}
 			continue
@@ -193,4 +197,15 @@ func upperAndLowers(d *dir, lv *lowerView) ([]fs.FileInfo, map[string]*lowerEntr
 		return nil, nil, nil, err
 	}
 	return ents, lower, func() { closeDirs(lowerDirs) }, nil
+}
+
+// whiteoutTarget is the path an AUFS whiteout file (.wh.NAME in dir rel)
+// deletes. NAME must be an entry of the same directory: ".wh.." would delete
+// the directory holding it and ".wh..." its parent.
+func whiteoutTarget(rel, name string) (string, error) {
+	orig := strings.TrimPrefix(name, archive.WhiteoutPrefix)
+	if orig == "" || orig == "." || orig == ".." {
+		return "", fmt.Errorf("upper /%s: a whiteout must name an entry of its own directory", join(rel, name))
+	}
+	return join(rel, orig), nil
 }

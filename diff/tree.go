@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -58,8 +59,19 @@ type tree struct {
 }
 
 // openTree opens root (following it: the caller named it) with one reference.
+//
+// Where it may (root, Linux 5.2+), the tree is a private clone of the mount
+// that holds root, without the mounts beneath it (open_tree with
+// OPEN_TREE_CLONE, not AT_RECURSIVE): a rootfs used as a chroot has /proc,
+// /sys, /dev or a host file bound in it, and docker never puts a mount's
+// content in a layer. The clone shows what is on disk under those mount
+// points, and it goes away with the last fd. Without the privilege the root
+// is opened as it is, mounts and all.
 func openTree(root string) (*tree, error) {
-	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.OpenTree(unix.AT_FDCWD, root, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		fd, err = unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
@@ -149,13 +161,39 @@ func openComponents(dirfd int, rel string, flags int) (int, error) {
 	return -1, unix.ENOENT
 }
 
-// sameEntry reports whether got is the entry the walk saw: same inode, same
-// type, and for a regular file the same size.
+// sameEntry reports whether got is the entry the walk saw: same inode and
+// type. The size may differ: a file a running container appends to is read
+// up to the size the walk listed, as the tar header says (the inode is what
+// keeps a host file out, not the size).
 func sameEntry(got, saw *syscall.Stat_t) bool {
-	if got.Dev != saw.Dev || got.Ino != saw.Ino || got.Mode&syscall.S_IFMT != saw.Mode&syscall.S_IFMT {
-		return false
+	return got.Dev == saw.Dev && got.Ino == saw.Ino && got.Mode&syscall.S_IFMT == saw.Mode&syscall.S_IFMT
+}
+
+// openRegular turns pathfd (an O_PATH fd, which opens nothing: no device
+// driver's open runs, no fifo blocks, no lease breaks) into a readable fd,
+// once fstat has shown it is a regular file and, with saw set, the one the
+// walk listed. The reopen goes through /proc/self/fd, so it is that same
+// file whatever has been renamed since. pathfd is closed.
+func openRegular(pathfd int, saw *syscall.Stat_t, noatime bool) (int, error) {
+	defer unix.Close(pathfd)
+	var got syscall.Stat_t
+	if err := syscall.Fstat(pathfd, &got); err != nil {
+		return -1, err
 	}
-	return got.Mode&syscall.S_IFMT != syscall.S_IFREG || got.Size == saw.Size
+	if got.Mode&syscall.S_IFMT != syscall.S_IFREG || (saw != nil && !sameEntry(&got, saw)) {
+		return -1, changedErr(nil)
+	}
+	proc := "/proc/self/fd/" + strconv.Itoa(pathfd)
+	flags := unix.O_RDONLY | unix.O_NOCTTY | unix.O_CLOEXEC
+	if noatime {
+		// With relatime, the first read of a file unpacked from a tar
+		// (atime = mtime) would otherwise write its inode; O_NOATIME needs
+		// the owner or CAP_FOWNER.
+		if fd, err := unix.Open(proc, flags|unix.O_NOATIME, 0); err != unix.EPERM {
+			return fd, err
+		}
+	}
+	return unix.Open(proc, flags, 0)
 }
 
 // checkFD fstats fd and compares it with what the walk saw; it closes fd
@@ -193,20 +231,16 @@ func (t *tree) openDir(rel string, saw *syscall.Stat_t) (*dir, error) {
 }
 
 // openFile opens the regular file rel for reading and checks that it is
-// the one the walk saw. O_NONBLOCK: if a fifo was swapped in, the open must
-// not hang (the check then refuses it).
+// the one the walk saw; a device or fifo swapped in is never opened.
 func (t *tree) openFile(rel string, saw *syscall.Stat_t) (int, error) {
-	fd, err := openBeneath(t.fd, rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	fd, err := openBeneath(t.fd, rel, unix.O_PATH)
 	if err != nil {
 		if raceErrno(err) {
 			return -1, changedErr(err)
 		}
 		return -1, err
 	}
-	if err := checkFD(fd, saw); err != nil {
-		return -1, err
-	}
-	return fd, nil
+	return openRegular(fd, saw, false)
 }
 
 // readlink reads the target of the symlink rel, checked against saw.

@@ -158,8 +158,3 @@ func (r *verifyReader) Read(p []byte) (int, error) {
 }
 
 func (r *verifyReader) Close() error { return r.f.Close() }
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
