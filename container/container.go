@@ -89,7 +89,7 @@ func (m *Manager) List() ([]*Meta, error) {
 	var out []*Meta
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") {
-			continue // a container being made (.tmp-*), the lock
+			continue // a container being made (.tmp-*)
 		}
 		b, err := os.ReadFile(m.path(e.Name(), "meta.json"))
 		if err != nil {
@@ -263,10 +263,7 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 // lockContainers serializes what makes a container with what removes an
 // image (see Create, RemoveImage). It is taken before the store's own locks.
 func (m *Manager) lockContainers() (unlock func(), err error) {
-	if err := os.MkdirAll(m.dir, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(m.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(m.st.Root(), "containers.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
