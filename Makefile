@@ -25,6 +25,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSparseRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
 	$(GO) test -run '^$$' -fuzz '^FuzzNamesRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
 	$(GO) test -run '^$$' -fuzz '^FuzzLayerDirStaysInside$$' -fuzztime $(FUZZTIME) ./store
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadArchive$$' -fuzztime $(FUZZTIME) ./store
 
 demo: build
 	./fixtures/demo.sh

@@ -3,6 +3,7 @@ package store
 import (
 	"archive/tar"
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,57 @@ func FuzzLayerDirStaysInside(f *testing.F) {
 		}
 		if _, err := os.Lstat("/abs/escape"); err == nil {
 			t.Fatal("layer wrote /abs/escape")
+		}
+	})
+}
+
+// FuzzLoadArchive feeds LoadArchive hostile archives, plain and gzipped,
+// from a regular file and from a pipe: whatever the bytes, it must not
+// panic, must write nothing outside the store, and an archive it refuses
+// must leave the index as it was.
+func FuzzLoadArchive(f *testing.F) {
+	layer := rvTar(f, rvEntry{name: "etc/motd", body: []byte("hi\n")})
+	docker := rvTar(f, rvDocker(layer, "fz:1")...)
+	oci := rvTar(f, rvOCI(layer, layer, "application/vnd.oci.image.layer.v1.tar", "fz:2")...)
+	for _, seed := range [][]byte{docker, oci, rvGzip(f, docker), rvGzip(f, oci), docker[:700], {}} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	f.Fuzz(func(t *testing.T, archive []byte, pipe bool) {
+		w := t.TempDir()
+		s, err := Open(filepath.Join(w, "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := filepath.Join(w, "in")
+		if err := os.WriteFile(in, archive, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var r io.Reader
+		if pipe {
+			r = bytes.NewReader(archive) // not an *os.File: the stream path
+		} else {
+			fh, err := os.Open(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			r = fh
+		}
+		_, loadErr := s.LoadArchive(t.Context(), r, diff.None)
+		ents, err := os.ReadDir(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if e.Name() != "store" && e.Name() != "in" {
+				t.Fatalf("LoadArchive wrote %s outside the store", e.Name())
+			}
+		}
+		if loadErr != nil {
+			if idx, err := s.Index(); err != nil || len(idx.Manifests) != 0 {
+				t.Fatalf("refused (%v), but the index has %v (%v)", loadErr, idx, err)
+			}
 		}
 	})
 }

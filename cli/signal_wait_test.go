@@ -1,6 +1,6 @@
 package cli
 
-// Review of issue 8, item 8 against the GC lease: attacks written as tests.
+// Issue 8, item 8 against the GC lease: attacks written as regression tests.
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func waitsOnFlock(t *testing.T) bool {
 	return false
 }
 
-// Defect: while a prune holds the GC lock (it deletes what it found for as
+// Regression: while a prune holds the GC lock (it deletes what it found for as
 // long as that takes, holding the index lock too), every command that
 // reads the store waits for it in Store.Lease(context.Background()) or
 // lockIndex: Images, Lookup, Tag, Remove, LayerDir(s), Put. A signal does
@@ -41,7 +41,7 @@ func waitsOnFlock(t *testing.T) bool {
 // so Ctrl-C and SIGTERM cannot stop `snap images` or `snap tag`; when the
 // prune ends, `snap tag` then changes the index and exits 0 although the
 // user stopped it. Item 8: every long operation stops on a signal.
-func TestReviewSignalledCommandsDoNotWaitForPrune(t *testing.T) {
+func TestSignalledCommandsDoNotWaitForPrune(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "store")
 	rootfs := filepath.Join(t.TempDir(), "rootfs.tar")
 	os.WriteFile(rootfs, tinyRootfs(t, map[string]string{"etc/motd": "hi\n"}), 0o644)

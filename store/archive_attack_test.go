@@ -1,9 +1,9 @@
 package store
 
-// Review of the store's GC lease, archive loading and image lookup (issue 8,
-// items 2, 3, 7, 12): attacks that succeeded, written as tests. Each fails
-// on the code it was written against (f854478). The attacks the code
-// withstood are in review_holds_test.go.
+// Attacks on the store's GC lease, archive loading and image lookup (issue
+// 8, items 2, 3, 7, 12) that succeeded against f854478 and are fixed since,
+// kept as regression tests. Attacks the code withstood from the start are in
+// archive_holds_test.go.
 
 import (
 	"archive/tar"
@@ -28,7 +28,7 @@ import (
 	"snap/diff"
 )
 
-// rvEntry is one entry of an archive a review test writes.
+// rvEntry is one entry of an archive an attack test writes.
 type rvEntry struct {
 	name string
 	body []byte
@@ -47,7 +47,7 @@ func paxRecord(k, v string) []byte {
 	return []byte(strconv.Itoa(n) + rec)
 }
 
-func rvTar(t *testing.T, entries ...rvEntry) []byte {
+func rvTar(t testing.TB, entries ...rvEntry) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -87,7 +87,7 @@ func rvTar(t *testing.T, entries ...rvEntry) []byte {
 	return b.Bytes()
 }
 
-func rvGzip(t *testing.T, b []byte) []byte {
+func rvGzip(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
@@ -195,13 +195,13 @@ func (c *cappedStream) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Defect: a stream that is no tar at all is spooled whole before anything
+// Regression: a stream that is no tar at all is spooled whole before anything
 // looks at it. docker load reads a tar header first and stops at the first
 // bad one, or at the end-of-archive blocks: `snap load -i /dev/zero` runs
 // until a signal (docker: "empty archive" at once), and `snap load <
 // /dev/urandom` (or any big non-tar file piped in, or compressed) writes
 // until the disk is full. Every byte of random data goes to the spool file.
-func TestReviewLoadNonTarStreamFailsFast(t *testing.T) {
+func TestLoadNonTarStreamFailsFast(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		fill func([]byte)
@@ -239,7 +239,7 @@ func TestReviewLoadNonTarStreamFailsFast(t *testing.T) {
 	}
 }
 
-// Defect: "an entry that is not a layer costs nothing however large it
+// Regression: "an entry that is not a layer costs nothing however large it
 // claims to be" holds only for a plain archive in a regular file. A
 // compressed archive (item 12) is decompressed whole into the spool file,
 // so an unreferenced entry costs its full size in disk writes: 80 MiB of
@@ -247,7 +247,7 @@ func TestReviewLoadNonTarStreamFailsFast(t *testing.T) {
 // a ~80 KiB archive.tar.bz2 writes 100 GiB (zeros would become holes,
 // anything else is written). Item 7's "extract only the blobs that
 // manifests reference" is not met for compressed input.
-func TestReviewCompressedArchiveWritesOnlyReferenced(t *testing.T) {
+func TestCompressedArchiveWritesOnlyReferenced(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	junk := bytes.Repeat([]byte{'A'}, 80<<20)
 	entries := append([]rvEntry{{name: "junk", body: junk}}, rvDocker(layer, "big:1")...)
@@ -279,13 +279,13 @@ func TestReviewCompressedArchiveWritesOnlyReferenced(t *testing.T) {
 	}
 }
 
-// Defect: an OCI archive's layer descriptor is stored with the mediaType the
+// Regression: an OCI archive's layer descriptor is stored with the mediaType the
 // archive claims, whatever the blob is. snap reads layers by sniffing, so it
 // copes, but the store is an OCI layout that skopeo and umoci "read as it
 // is" (DESIGN): they decompress by mediaType, and `snap save --format
 // oci-archive` passes the lie on. A blob's mediaType must say what it is
 // (set from the detected compression, as AddLayer does), or load refuses.
-func TestReviewOCILayerMediaTypeIsItsContent(t *testing.T) {
+func TestOCILayerMediaTypeIsItsContent(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	for _, tc := range []struct {
 		name, claimed string
@@ -321,7 +321,7 @@ func TestReviewOCILayerMediaTypeIsItsContent(t *testing.T) {
 	}
 }
 
-// Defect: the image ID is the config's digest, but the index may hold two
+// Regression: the image ID is the config's digest, but the index may hold two
 // manifests with one config: load the same archive twice with another
 // --compression (or commit the same tree twice with --source-date-epoch
 // and another compression) and the tag moves to the new manifest while the
@@ -331,7 +331,7 @@ func TestReviewOCILayerMediaTypeIsItsContent(t *testing.T) {
 // every start, mount and commit (container.Manager.Mount, Lowers): a
 // container of such an image can no longer start or be committed. docker
 // has one image per ID.
-func TestReviewLookupByIDWithTwoManifests(t *testing.T) {
+func TestLookupByIDWithTwoManifests(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +356,7 @@ func TestReviewLookupByIDWithTwoManifests(t *testing.T) {
 	}
 }
 
-// Defect: LoadArchive Puts its images one by one, and each Put rewrites
+// Regression: LoadArchive Puts its images one by one, and each Put rewrites
 // (and fsyncs) the whole index.json, so an archive with n manifest.json
 // entries costs O(n²) writes: 1000 entries of one shared config and layer,
 // each with its own tag (a 71 KB archive), write 106 MB and take 3 s here;
@@ -365,7 +365,7 @@ func TestReviewLookupByIDWithTwoManifests(t *testing.T) {
 // cmd/snap swallows every signal after the first). One index update for the
 // whole archive also makes a multi-image load all-or-nothing, which today
 // it is not: a Put failing half way leaves the images before it indexed.
-func TestReviewLoadManyImagesWritesTheIndexOnce(t *testing.T) {
+func TestLoadManyImagesWritesTheIndexOnce(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	const n = 400
 	var ms []dockerManifest
@@ -390,7 +390,7 @@ func TestReviewLoadManyImagesWritesTheIndexOnce(t *testing.T) {
 	}
 }
 
-// Defect: a docker-archive whose RepoTags name one tag twice (or as "x:1"
+// Regression: a docker-archive whose RepoTags name one tag twice (or as "x:1"
 // and "docker.io/library/x:1", which ParseRef makes one) gets two index
 // entries with that tag: Put drops each tag once, then appends one entry
 // per tag. dropTag removes only the first entry holding a tag, so when the
@@ -398,7 +398,7 @@ func TestReviewLoadManyImagesWritesTheIndexOnce(t *testing.T) {
 // other: the tag names two images, and Lookup returns the old one, the
 // first in index order. `snap commit ... x:1` then reports the new image
 // while `snap run x:1` runs the old.
-func TestReviewDuplicateRepoTagsStayOneTag(t *testing.T) {
+func TestDuplicateRepoTagsStayOneTag(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -431,12 +431,12 @@ func TestReviewDuplicateRepoTagsStayOneTag(t *testing.T) {
 	}
 }
 
-// Defect: copyLayer (the OCI path) finds a blob the store holds already and
+// Regression: copyLayer (the OCI path) finds a blob the store holds already and
 // only hashes the archive's copy, never the store's, so a corrupt copy in
 // the store stays: loading the image again does not repair it, as it does
 // for a docker-archive (AddLayer renames a fresh blob over it) and for
 // configs and manifests (PutBlob), and the loaded image is broken.
-func TestReviewOCILoadHealsCorruptLayer(t *testing.T) {
+func TestOCILoadHealsCorruptLayer(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

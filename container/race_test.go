@@ -1,6 +1,6 @@
 package container
 
-// Review of issue 8's store work as containers see it: attacks written as
+// Issue 8's store work as containers see it: attacks written as
 // tests; both fail on the code they were written against.
 
 import (
@@ -19,14 +19,14 @@ import (
 	"snap/diff"
 )
 
-// Defect: a container records its image by ID (the config digest) and looks
+// Regression: a container records its image by ID (the config digest) and looks
 // it up by that ID on every mount and commit. The index can hold two
 // manifests of one config (`snap load` of one archive twice with another
 // --compression, or a commit of the same tree with --source-date-epoch and
 // another compression: the tag moves to the new manifest, the old stays
 // untagged with the same ID). Then Lookup(ID) is "ambiguous ID prefix" and
 // the container can neither start nor be committed.
-func TestReviewContainerOfImageWithTwoManifests(t *testing.T) {
+func TestContainerOfImageWithTwoManifests(t *testing.T) {
 	st, m := setup(t)
 	img, err := st.Lookup("base:1")
 	if err != nil {
@@ -73,14 +73,14 @@ func TestReviewContainerOfImageWithTwoManifests(t *testing.T) {
 	}
 }
 
-// Defect: rmi checks for containers (RemoveImage: Lookup, List, Remove)
+// Regression: rmi checks for containers (RemoveImage: Lookup, List, Remove)
 // and Create makes one (Lookup, LayerDirs, rename of its dir) with nothing
 // between them, so both succeed: the container's image is gone from the
 // index, a prune then takes its blobs and unpacked layers, and the
 // container can never start or be committed (issue 8, item 4, under
 // concurrency: `snap run IMG` racing `snap rmi IMG; snap prune`). docker
 // refuses one of the two.
-func TestReviewCreateRacesRemoveImage(t *testing.T) {
+func TestCreateRacesRemoveImage(t *testing.T) {
 	st, m := setup(t)
 	lost := 0
 	for r := range 5 {

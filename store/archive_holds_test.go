@@ -1,7 +1,7 @@
 package store
 
-// Review of issue 8's store work: attacks that the code withstood, kept as
-// regression tests. Helpers are in review_bugs_test.go.
+// Attacks on issue 8's store work that the code withstood, kept as
+// regression tests. Helpers are in archive_attack_test.go.
 
 import (
 	"archive/tar"
@@ -24,7 +24,7 @@ import (
 // Passes: archives shaped to confuse the tar index (names, links, PAX,
 // nesting, lying descriptors) are refused with an error naming what is
 // wrong, and the index stays as it was.
-func TestReviewHostileArchiveShapesRefused(t *testing.T) {
+func TestHostileArchiveShapesRefused(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	diffID := digest.FromBytes(layer)
 	dockerWith := func(layerName string, extra ...rvEntry) []rvEntry {
@@ -101,7 +101,7 @@ func TestReviewHostileArchiveShapesRefused(t *testing.T) {
 // a later entry loads (docker's extraction would refuse it: lenient, but it
 // can only name what the archive holds), and of two manifest.json the later
 // one counts, as extracting would leave it.
-func TestReviewArchiveEntryOrder(t *testing.T) {
+func TestArchiveEntryOrder(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	diffID := digest.FromBytes(layer)
 	first, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"first:1"}, Layers: []string{"l/layer.tar"}}})
@@ -133,7 +133,7 @@ func TestReviewArchiveEntryOrder(t *testing.T) {
 // locks between them are real. After each round every image of the index
 // reads whole, every tag names one image, and what a successful Put
 // tagged and nobody removed is there.
-func TestReviewTagRemovePutPruneRace(t *testing.T) {
+func TestTagRemovePutPruneRace(t *testing.T) {
 	root := t.TempDir()
 	open := func() *Store {
 		s, err := Open(root)
