@@ -67,3 +67,17 @@ func compressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 	}
 	return nil, fmt.Errorf("unknown compression %q", c)
 }
+
+// AbortCompressor ends a compressor whose output is void, so that none of
+// its goroutines outlives the failed layer. pgzip's Close returns early once
+// its sink has failed and leaves its writer goroutine waiting for blocks
+// (pgzip v1.3.0); Reset closes that channel and waits for it.
+func AbortCompressor(c io.WriteCloser) {
+	switch c := c.(type) {
+	case nil:
+	case *pgzip.Writer:
+		c.Reset(io.Discard)
+	default:
+		c.Close()
+	}
+}

@@ -99,9 +99,7 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 		err = fmt.Errorf("layer: %w", cerr)
 	}
 	if err != nil {
-		if comp != nil {
-			comp.Close() // ends pgzip's goroutines; the layer is void anyway
-		}
+		AbortCompressor(comp)
 		return Result{}, err
 	}
 	if comp != nil {

@@ -110,6 +110,7 @@ func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp diff.Compression
 	}
 	scan, err := scanTar(io.TeeReader(dec, out))
 	if err != nil {
+		diff.AbortCompressor(cw)
 		return ocispec.Descriptor{}, "", err
 	}
 	if cw != nil {
