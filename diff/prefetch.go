@@ -2,7 +2,9 @@ package diff
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 
@@ -117,18 +119,11 @@ func readSmall(c Change) ([]byte, error) {
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, c.Info.Size())
-	for n := 0; n < len(buf); {
-		r, err := unix.Read(fd, buf[n:])
-		if err == unix.EINTR {
-			continue
+	if err := readFull(fd, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w (file shrank while being read)", err)
 		}
-		if err != nil {
-			return nil, err
-		}
-		if r == 0 {
-			return nil, fmt.Errorf("file shrank while being read")
-		}
-		n += r
+		return nil, err
 	}
 	return buf, nil
 }
