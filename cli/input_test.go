@@ -161,8 +161,8 @@ func buildSnap(t *testing.T) (bin, dir string) {
 		t.Fatal(err)
 	}
 	bin = filepath.Join(dir, "snap")
-	if out, err := exec.Command("go", "build", "-o", bin, "snap/cmd/snap").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin, dir
 }

@@ -93,7 +93,9 @@ func TestDockerSourceFailures(t *testing.T) {
 		sh(t, fmt.Sprintf("head -c 8000000 /dev/urandom > %s/big%d", c.Upper, i))
 	}
 	bin := filepath.Join(t.TempDir(), "snap")
-	cmd(t, "go", "build", "-o", bin, "snap/cmd/snap")
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
+	}
 	mustSnap(t, root, "commit", "docker://"+name, "warm:1") // the base is now cached: the next commit pauses at once
 	p := exec.Command(bin, "--root", root, "commit", "docker://"+name, "interrupted:1")
 	if err := p.Start(); err != nil {

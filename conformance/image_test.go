@@ -282,7 +282,9 @@ func TestArchivesRoundTrip(t *testing.T) {
 func TestKilledCommitLeavesNoImage(t *testing.T) {
 	w := t.TempDir()
 	bin := filepath.Join(w, "snap")
-	cmd(t, "go", "build", "-o", bin, "snap/cmd/snap")
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
+	}
 	root, rootfs := golden(t)
 	for i := range 40 {
 		sh(t, fmt.Sprintf("head -c 4000000 /dev/urandom > %s/opt/big%d", rootfs, i))

@@ -32,8 +32,8 @@ func setup(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin = filepath.Join(dir, "bin", "snap")
-	if out, err := exec.Command("go", "build", "-o", bin, "snap/cmd/snap").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build snap: %v\n%s", err, out)
+	if err := fixtures.BuildSnap(bin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if err := fixtures.Base(filepath.Join(dir, "rootfs")); err != nil {

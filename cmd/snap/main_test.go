@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"snap/fixtures"
 	"snap/store"
 )
 
@@ -26,8 +27,8 @@ import (
 func buildSnap(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "snap")
-	if out, err := exec.Command("go", "build", "-o", bin, "snap/cmd/snap").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
