@@ -24,7 +24,7 @@ func manager(c *cli.Context) (*container.Manager, error) {
 }
 
 func createFlags() []cli.Flag {
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "name", Usage: "container name"},
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value`"},
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
@@ -33,6 +33,9 @@ func createFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "bind `HOST:CTR[:ro]` (never committed)"},
 		&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
 	}
+	flags = append(flags, securityFlags()...)
+	flags = append(flags, networkFlags()...)
+	return append(flags, terminalFlags()...)
 }
 
 func createOptions(c *cli.Context) (container.CreateOptions, error) {
@@ -52,11 +55,17 @@ func createOptions(c *cli.Context) (container.CreateOptions, error) {
 		}
 		name = n
 	}
-	return container.CreateOptions{
+	o := container.CreateOptions{
 		Image: c.Args().First(), Name: name, Args: c.Args().Tail(), Env: c.StringSlice("env"),
 		Cwd: c.String("workdir"), User: c.String("user"), Hostname: c.String("hostname"),
 		Volumes: c.StringSlice("volume"), Remove: c.Bool("rm"),
-	}, nil
+	}
+	for _, apply := range []func(*cli.Context, *container.CreateOptions) error{securityOptions, networkOptions, terminalOptions} {
+		if err := apply(c, &o); err != nil {
+			return container.CreateOptions{}, err
+		}
+	}
+	return o, nil
 }
 
 func createContainer(c *cli.Context) (*container.Manager, *container.Meta, error) {

@@ -35,8 +35,15 @@ type Meta struct {
 	User     string
 	Hostname string
 	Volumes  []string // HOST:CTR[:ro]
-	Created  time.Time
-	Remove   bool // --rm
+	// Network is the network mode: "" or "none" (a namespace with only
+	// lo), or "host".
+	Network string `json:",omitempty"`
+	// TTY and Interactive are docker run's -t and -i.
+	TTY         bool     `json:",omitempty"`
+	Interactive bool     `json:",omitempty"`
+	Security    Security `json:",omitzero"`
+	Created     time.Time
+	Remove      bool // --rm
 	// Started is when the process last started.
 	Started time.Time `json:",omitzero"`
 	// ExitCode and Finished are known for containers snap waited for.
@@ -160,6 +167,13 @@ type CreateOptions struct {
 	Hostname string
 	Volumes  []string
 	Remove   bool
+	// Entrypoint, when not nil, replaces the image's ("" clears it), as
+	// docker run --entrypoint.
+	Entrypoint  *string
+	Network     string
+	TTY         bool
+	Interactive bool
+	Security    Security
 }
 
 // Create prepares a container: the image's layers unpacked (once, shared),

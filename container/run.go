@@ -18,8 +18,6 @@ import (
 	units "github.com/docker/go-units"
 	_ "github.com/opencontainers/cgroups/devices" // lets libcontainer set device rules
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/specconv"
-	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,19 +142,7 @@ func (m *Manager) lockToStart(meta *Meta) (*os.File, error) {
 
 // startInit creates the libcontainer container on rootfs and starts its init.
 func (m *Manager) startInit(meta *Meta, rootfs string, stdio Stdio) (*libcontainer.Container, *libcontainer.Process, error) {
-	spec := specconv.Example()
-	spec.Root = &specs.Root{Path: rootfs}
-	spec.Hostname = meta.Hostname
-	spec.Process = nil
-	for _, v := range meta.Volumes {
-		parts := strings.Split(v, ":")
-		opts := []string{"rbind", "rw"}
-		if len(parts) == 3 && parts[2] == "ro" {
-			opts = []string{"rbind", "ro"}
-		}
-		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: parts[1], Type: "bind", Source: parts[0], Options: opts})
-	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: meta.ID, Spec: spec, NoNewKeyring: true})
+	cfg, err := m.config(meta, rootfs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
 	}
