@@ -264,3 +264,18 @@ func BenchmarkRootfsOneChangeOn100kFiles(b *testing.B) {
 		report(b, med, "snap layer --rootfs", "umoci repack", 0.05)
 	}
 }
+
+// BenchmarkRunRmTrue races container start-up and tear-down: `snap run --rm
+// IMG true` against `docker run --rm IMG true` on the same busybox image, each
+// with its default confinement (capabilities, seccomp, masked paths).
+func BenchmarkRunRmTrue(b *testing.B) {
+	setup(b)
+	root := b.TempDir()
+	sh(b, fmt.Sprintf("%s save %s | %s --root %s load", docker(), fixtures.BaseImage, snapBin, root))
+	sh(b, fmt.Sprintf("%s --root %s run --rm %s true", snapBin, root, fixtures.BaseImage)) // unpacks the layers once
+	med := race(b, []tool{
+		{name: "snap run --rm", cmd: fmt.Sprintf("%s --root %s run --rm %s true", snapBin, root, fixtures.BaseImage)},
+		{name: "docker run --rm", cmd: fmt.Sprintf("%s run --rm --network none %s true", docker(), fixtures.BaseImage)},
+	})
+	report(b, med, "snap run --rm", "docker run --rm", 0.35)
+}
