@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -286,5 +289,76 @@ func TestUsernsUnreachableStore(t *testing.T) {
 	}
 	if out := e.must("ps", "-a", "-q"); out != "" {
 		t.Errorf("a container was made: %q", out)
+	}
+}
+
+// TestUsernsRangesDistinct: containers made at the same time with
+// --userns=auto each get a range of their own (they are taken under the
+// store's containers lock), and a removed container's range is free again.
+func TestUsernsRangesDistinct(t *testing.T) {
+	e := usernsEnv(t)
+	const n = 6
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, codes[i] = e.snap("create", "--name", "r"+strconv.Itoa(i), "--userns=auto", "base:1", "true")
+		}()
+	}
+	wg.Wait()
+	// What snap keeps of each container, read as a user of the store would.
+	type idMap struct{ ContainerID, HostID, Size uint32 }
+	ranges := func() map[string]idMap {
+		t.Helper()
+		metas, err := filepath.Glob(filepath.Join(e.root, "containers", "*", "meta.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]idMap{}
+		for _, p := range metas {
+			var c struct {
+				Name     string
+				Security struct {
+					Userns *struct{ UIDMap, GIDMap []idMap }
+				}
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &c); err != nil {
+				t.Fatal(err)
+			}
+			u := c.Security.Userns
+			if u == nil || len(u.UIDMap) != 1 || !slices.Equal(u.UIDMap, u.GIDMap) || u.UIDMap[0].ContainerID != 0 || u.UIDMap[0].Size != 65536 {
+				t.Fatalf("container %s: userns %+v", c.Name, u)
+			}
+			out[c.Name] = u.UIDMap[0]
+		}
+		return out
+	}
+	got := ranges()
+	if len(got) != n || slices.ContainsFunc(codes, func(c int) bool { return c != 0 }) {
+		t.Fatalf("exit codes %v, containers %v", codes, got)
+	}
+	for a, ra := range got {
+		for b, rb := range got {
+			if a != b && ra.HostID < rb.HostID+rb.Size && rb.HostID < ra.HostID+ra.Size {
+				t.Errorf("%s %+v and %s %+v share host ids", a, ra, b, rb)
+			}
+		}
+	}
+	lowest := "r0"
+	for name, r := range got {
+		if r.HostID < got[lowest].HostID {
+			lowest = name
+		}
+	}
+	e.must("rm", lowest)
+	e.must("create", "--name", "again", "--userns=auto", "base:1", "true")
+	if r := ranges()["again"]; r != got[lowest] {
+		t.Errorf("a new container got %+v, not the freed %+v", r, got[lowest])
 	}
 }
