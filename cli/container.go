@@ -35,6 +35,7 @@ func createFlags() []cli.Flag {
 	}
 	flags = append(flags, securityFlags()...)
 	flags = append(flags, networkFlags()...)
+	flags = append(flags, usernsFlags()...)
 	return append(flags, terminalFlags()...)
 }
 
@@ -60,7 +61,7 @@ func createOptions(c *cli.Context) (container.CreateOptions, error) {
 		Cwd: c.String("workdir"), User: c.String("user"), Hostname: c.String("hostname"),
 		Volumes: c.StringSlice("volume"), Remove: c.Bool("rm"),
 	}
-	for _, apply := range []func(*cli.Context, *container.CreateOptions) error{securityOptions, networkOptions, terminalOptions} {
+	for _, apply := range []func(*cli.Context, *container.CreateOptions) error{securityOptions, networkOptions, terminalOptions, usernsOptions} {
 		if err := apply(c, &o); err != nil {
 			return container.CreateOptions{}, err
 		}

@@ -268,6 +268,9 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 			return nil, fmt.Errorf("container name %q is already in use", o.Name)
 		}
 	}
+	if err := m.createUserns(meta, o.Security.Userns, tmp); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(tmp, m.path(id)); err != nil {
 		return nil, err
 	}
@@ -340,11 +343,20 @@ func (m *Manager) Mount(meta *Meta) (string, error) {
 		return "", err
 	}
 	lowers := append([]string{m.Init(meta.ID)}, layers...)
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + m.Upper(meta.ID) + ",workdir=" + m.path(meta.ID, "work")
-	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
-		return "", fmt.Errorf("container %s: mount overlay: %w", meta.Name, err)
+	if err := mountUserns(meta, rootfs, lowers, m.Upper(meta.ID), m.Work(meta.ID), mountOverlay); err != nil {
+		return "", fmt.Errorf("container %s: %w", meta.Name, err)
 	}
 	return rootfs, nil
+}
+
+// mountOverlay mounts an overlay of lowers (top-most first), upper and work
+// on target.
+func mountOverlay(target string, lowers []string, upper, work string) error {
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay: %w", err)
+	}
+	return nil
 }
 
 // Lowers are the container's lowers, top-most first: init, then the image.

@@ -18,7 +18,7 @@ type Security struct {
 	PidsLimit       int64    `json:",omitempty"`
 	Memory          int64    `json:",omitempty"` // bytes
 	NanoCPUs        int64    `json:",omitempty"` // 1e9 is one CPU
-	Userns          string   `json:",omitempty"` // "": the host's user namespace
+	Userns          *Userns  `json:",omitempty"` // nil: the host's user namespace
 }
 
 // config is the libcontainer configuration of the container's run on
@@ -28,7 +28,7 @@ func (m *Manager) config(meta *Meta, rootfs string) (*configs.Config, error) {
 	spec.Root = &specs.Root{Path: rootfs}
 	spec.Hostname = meta.Hostname
 	spec.Process = nil
-	for _, apply := range []func(*specs.Spec, *Meta, string) error{applyMounts, applyNetwork, applySecurity} {
+	for _, apply := range []func(*specs.Spec, *Meta, string) error{applyMounts, applyNetwork, applySecurity, applyUserns} {
 		if err := apply(spec, meta, rootfs); err != nil {
 			return nil, err
 		}
