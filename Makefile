@@ -4,6 +4,12 @@ PKGS    := ./...
 # Fuzz targets run a fixed number of inputs in `make test` (a time limit can end
 # mid-input and fail the run); longer by hand: make fuzz FUZZTIME=5m
 FUZZTIME ?= 3000x
+# libcontainer applies seccomp filters only when built with cgo and the
+# seccomp tag (libseccomp-dev): every go command here gets the tag, and a
+# missing C compiler fails the build instead of leaving seccomp out.
+GOFLAGS := $(strip $(shell $(GO) env GOFLAGS) -tags=seccomp)
+CGO_ENABLED := 1
+export GOFLAGS CGO_ENABLED
 
 .PHONY: build test vet fuzz demo bench clean
 

@@ -198,6 +198,9 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 	id := hex.EncodeToString(idb)
 	meta := &Meta{ID: id, Name: o.Name, Image: img.ID.String(), ImageRef: o.Image, Created: time.Now().UTC(),
 		Cwd: o.Cwd, User: o.User, Hostname: o.Hostname, Volumes: o.Volumes, Remove: o.Remove}
+	if meta.Security, err = o.Security.checked(); err != nil {
+		return nil, err
+	}
 	if meta.Name == "" {
 		meta.Name = "snap_" + id[:8]
 	}
