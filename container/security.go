@@ -255,7 +255,7 @@ func applySecurity(spec *specs.Spec, meta *Meta, rootfs string) error {
 		return err
 	}
 	applyResources(spec.Linux.Resources, s)
-	applySysctls(spec)
+	applySysctls(spec, s.Userns)
 	return applySeccomp(spec, s)
 }
 
@@ -349,17 +349,30 @@ func swapAccounted() bool {
 
 // applySysctls sets the two sysctls docker sets in a container's own
 // network namespace: binding low ports and ping need no capability there.
-func applySysctls(spec *specs.Spec) {
+// In a user namespace the kernel takes only a ping range of mapped groups.
+func applySysctls(spec *specs.Spec, userns *Userns) {
 	private := slices.ContainsFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
 		return ns.Type == specs.NetworkNamespace && ns.Path == ""
 	})
 	if !private {
 		return
 	}
+	ping := "0 2147483647"
+	if userns != nil {
+		ping = ""
+		for _, m := range userns.GIDMap {
+			if m.ContainerID == 0 && m.Size > 0 {
+				ping = fmt.Sprintf("0 %d", m.Size-1)
+			}
+		}
+	}
 	for k, v := range map[string]string{
 		"net.ipv4.ip_unprivileged_port_start": "0",
-		"net.ipv4.ping_group_range":           "0 2147483647",
+		"net.ipv4.ping_group_range":           ping,
 	} {
+		if v == "" {
+			continue
+		}
 		if _, err := os.Stat(filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))); err != nil {
 			continue // an older kernel: runc would refuse it
 		}
