@@ -468,3 +468,52 @@ func TestFlatPruned(t *testing.T) {
 		t.Errorf("a prune left %d flattened lowers no image needs: %v", flats(), err)
 	}
 }
+
+// TestRunCommitGenerations is a line of 500 run→commit generations, each
+// run on the image the one before committed, changing a file and adding
+// one: then the image has 501 layers, beyond what overlayfs stacks with the
+// init layer, and its container sees every generation's change. Each old
+// image goes once the next is committed (rmi), as a line of golden images
+// keeps only its newest.
+func TestRunCommitGenerations(t *testing.T) {
+	st, m := setup(t)
+	const gens = 500
+	ctx := context.Background()
+	start := time.Now()
+	image, old := "base:1", ""
+	for g := 1; g <= gens; g++ {
+		script := fmt.Sprintf("mkdir -p /gen && echo %d > /gen/%d && echo %d > /gen/last", g, g, g)
+		meta, err := m.Create(CreateOptions{Image: image, Args: []string{"sh", "-c", script}})
+		if err != nil {
+			t.Fatalf("generation %d: %v", g, err)
+		}
+		var out bytes.Buffer
+		code, err := m.Start(ctx, meta, Stdio{Out: &out, Err: &out}, false)
+		if err != nil || code != 0 {
+			t.Fatalf("generation %d: exit %d %v: %s", g, code, err, out.String())
+		}
+		img, err := commit.Commit(ctx, st, Source{Name: meta.Name}, commit.Options{Tag: "line:latest", Compression: diff.None})
+		if err != nil {
+			t.Fatalf("generation %d: %v", g, err)
+		}
+		if err := m.Remove(meta, true); err != nil {
+			t.Fatal(err)
+		}
+		if old != "" {
+			if _, err := m.RemoveImage(old, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		image, old = "line:latest", img.ID.String()
+		if g%100 == 0 {
+			t.Logf("generation %d: %d layers, %v", g, len(img.Config.RootFS.DiffIDs), time.Since(start))
+		}
+	}
+	want := fmt.Sprintf("%d %d %d\n", gens, gens*(gens+1)/2, gens)
+	out, code := runFG(t, m, CreateOptions{Image: image, Args: []string{"sh", "-c",
+		`n=0; s=0; for f in /gen/[0-9]*; do n=$((n+1)); s=$((s+$(cat $f))); done; echo $n $s $(cat /gen/last)`}})
+	if code != 0 || out != want {
+		t.Errorf("generation %d sees %q (exit %d), want %q (count, sum, last)", gens, out, code, want)
+	}
+	t.Logf("%d generations and the last run: %v", gens, time.Since(start))
+}

@@ -59,7 +59,8 @@ func mountOverlayHere(target string, lowers []string, upper, work string) error 
 }
 
 // mountOverlayFS mounts with the new mount API: fsopen, one fsconfig per
-// option (a lower each), fsmount, move_mount onto target.
+// option (a lower each), fsmount, move_mount onto target. It changes the
+// calling thread's working directory (see shortNames).
 func mountOverlayFS(target string, lowers []string, upper, work string) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if errors.Is(err, unix.ENOSYS) { // before 5.2
@@ -78,8 +79,15 @@ func mountOverlayFS(target string, lowers []string, upper, work string) error {
 	if err := set("source", "overlay"); err != nil {
 		return err
 	}
-	for _, l := range lowers {
+	dir, names := shortNames(lowers)
+	if dir != "" {
+		if err := unix.Chdir(dir); err != nil {
+			return err
+		}
+	}
+	for i, l := range names {
 		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
+			l = lowers[i]
 			// EINVAL: an overlayfs that knows no lowerdir+ (6.5 to
 			// 6.7), or a path longer than fsconfig's 256 bytes.
 			if errors.Is(err, unix.EINVAL) {
@@ -115,6 +123,34 @@ func mountOverlayFS(target string, lowers []string, upper, work string) error {
 		return fmt.Errorf("move_mount %s: %w", target, err)
 	}
 	return nil
+}
+
+// shortNames names the lowers relative to the directory most of them are
+// in (the store's layers/), the others by their whole path. overlayfs shows
+// each lower in /proc/self/mountinfo as it was given, one line for the
+// mount, and readers of that file (libcontainer, moby/sys/mountinfo) take
+// 64 KiB a line at most: whole paths passed it at about 490 lowers, a
+// layer's name alone (64 bytes) keeps 500 within 38 KiB.
+func shortNames(lowers []string) (string, []string) {
+	count := map[string]int{}
+	dir := ""
+	for _, l := range lowers {
+		d := filepath.Dir(l)
+		if count[d]++; count[d] > count[dir] {
+			dir = d
+		}
+	}
+	if count[dir] < 2 {
+		return "", lowers
+	}
+	names := make([]string, len(lowers))
+	for i, l := range lowers {
+		names[i] = l
+		if filepath.Dir(l) == dir {
+			names[i] = filepath.Base(l)
+		}
+	}
+	return dir, names
 }
 
 // fsLog is what the kernel said about a failed fsconfig (the filesystem

@@ -274,7 +274,9 @@ func mountedLowers(kind string) map[string]bool {
 				lowers = []string{v}
 			}
 			for _, l := range lowers {
-				if filepath.Base(filepath.Dir(l)) == kind {
+				// A name alone is relative to the directory the mount
+				// was made in (snap's containers name their layers so).
+				if filepath.Base(filepath.Dir(l)) == kind || !strings.Contains(l, "/") {
 					out[filepath.Base(l)] = true
 				}
 			}
