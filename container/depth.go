@@ -89,6 +89,10 @@ func (m *Manager) flatLower(diffIDs []digest.Digest, bottom []string, b, step in
 // mnt in a mount namespace of a thread of its own, so the mount is never
 // seen outside and dies with the thread, even when the process is killed.
 func flatten(dst, mnt string, lowers []string) error {
+	mnt, lowers, dst, _, err := absPaths(mnt, lowers, dst, "")
+	if err != nil {
+		return err
+	}
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		return err
 	}

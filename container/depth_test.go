@@ -291,12 +291,20 @@ func diffLines(want, got []string) string {
 }
 
 // onThread runs fn on a locked thread of its own, with its own working
-// directory and mount namespace, and lets the thread go with it.
-func onThread(t *testing.T, fn func() error) error {
+// directory and, if ns, its own mount namespace; the thread goes with it.
+func onThread(t *testing.T, ns bool, fn func() error) error {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if !ns {
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				errc <- err
+				return
+			}
+			errc <- fn()
+			return
+		}
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			errc <- err
 			return
@@ -316,7 +324,7 @@ func viewOf(t *testing.T, lowers []string) []string {
 	t.Helper()
 	mnt := t.TempDir()
 	var lines []string
-	err := onThread(t, func() error {
+	err := onThread(t, true, func() error {
 		if err := mountOverlayHere(mnt, lowers, "", ""); err != nil {
 			return err
 		}
@@ -372,63 +380,98 @@ func viewOf(t *testing.T, lowers []string) []string {
 }
 
 // TestMountOverlayLegacy forces the fallback of kernels without lowerdir+
-// (mount(2), whose options fit a page): 499 lowers, named by long paths,
-// mount through short relative names, in the right order, under an upper
-// that takes writes, and the process's working directory stays.
+// (mount(2), whose options fit a page): called directly with 499 lowers
+// named by long paths, and reached from mountOverlay by lowers longer than
+// fsconfig takes (256 bytes), which it refuses with the EINVAL an old
+// overlayfs gives lowerdir+. The lowers mount in their order, under an
+// upper that takes writes; the process's working directory stays, and the
+// short names go.
 func TestMountOverlayLegacy(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("mounts need root")
 	}
-	w := t.TempDir()
-	long := filepath.Join(w, strings.Repeat("long-name-", 20))
-	var lowers []string
-	for i := range 499 {
-		d := filepath.Join(long, fmt.Sprintf("layer-%03d-%s", i, strings.Repeat("x", 40)))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(d, "who"), []byte(fmt.Sprint(i)), 0o644)
-		os.WriteFile(filepath.Join(d, fmt.Sprintf("only%d", i)), nil, 0o644)
-		lowers = append(lowers, d)
+	tests := []struct {
+		name  string
+		n     int
+		lower func(w string, i int) string
+		mount func(target string, lowers []string, upper, work string) error
+	}{
+		{"direct", 499, func(w string, i int) string {
+			return filepath.Join(w, strings.Repeat("long-name-", 20), fmt.Sprintf("layer-%03d-%s", i, strings.Repeat("x", 40)))
+		}, func(target string, lowers []string, upper, work string) error {
+			return onThread(t, false, func() error { return mountOverlayLegacy(target, lowers, upper, work) })
+		}},
+		{"fallback", 60, func(w string, i int) string {
+			return filepath.Join(w, fmt.Sprint(i), strings.Repeat("a", 150), strings.Repeat("b", 150))
+		}, mountOverlay},
 	}
-	if len(strings.Join(lowers, ":")) < 4*maxOptions {
-		t.Fatal("the lowers are too short to need the fallback")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := t.TempDir()
+			var lowers []string
+			for i := range tc.n {
+				d := tc.lower(w, i)
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(d, "who"), []byte(fmt.Sprint(i)), 0o644)
+				os.WriteFile(filepath.Join(d, fmt.Sprintf("only%d", i)), nil, 0o644)
+				lowers = append(lowers, d)
+			}
+			if len(strings.Join(lowers, ":")) < 4*maxOptions {
+				t.Fatal("the lowers are too short to need the fallback")
+			}
+			mnt, upper, work := filepath.Join(w, "mnt"), filepath.Join(w, "upper"), filepath.Join(w, "work")
+			for _, d := range []string{mnt, upper, work} {
+				os.Mkdir(d, 0o755)
+			}
+			before, _ := os.ReadDir(w)
+			cwd, _ := os.Getwd()
+			if err := tc.mount(mnt, lowers, upper, work); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Unmount(mnt, unix.MNT_DETACH)
+			if now, _ := os.Getwd(); now != cwd {
+				t.Errorf("the working directory moved to %s", now)
+			}
+			if after, _ := os.ReadDir(w); len(after) != len(before) {
+				t.Errorf("the short names stayed: %v", after)
+			}
+			if tc.name == "fallback" && !legacyMounted(mnt) {
+				t.Errorf("not mounted through mount(2) and short names")
+			}
+			who, err := os.ReadFile(filepath.Join(mnt, "who"))
+			if err != nil || string(who) != "0" {
+				t.Errorf("top-most lower: %q %v", who, err)
+			}
+			if ents, err := os.ReadDir(mnt); err != nil || len(ents) != tc.n+1 {
+				t.Errorf("%d entries, want %d: %v", len(ents), tc.n+1, err)
+			}
+			last := fmt.Sprintf("only%d", tc.n-1)
+			if err := os.WriteFile(filepath.Join(mnt, last), []byte("up"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(upper, last)); string(b) != "up" {
+				t.Errorf("a write did not reach the upper")
+			}
+		})
 	}
-	mnt, upper, work := filepath.Join(w, "mnt"), filepath.Join(w, "upper"), filepath.Join(w, "work")
-	for _, d := range []string{mnt, upper, work} {
-		os.Mkdir(d, 0o755)
+}
+
+// legacyMounted reports an overlay on mnt whose lowers are the fallback's
+// short names. mountinfo is read a few times: a read racing other mounts
+// and unmounts (other tests, other containers) may miss a line.
+func legacyMounted(mnt string) bool {
+	for range 5 {
+		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		for _, l := range strings.Split(string(mi), "\n") {
+			if strings.Contains(l, " "+mnt+" ") && strings.Contains(l, "lowerdir=0:1:2:") {
+				return true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	cwd, _ := os.Getwd()
-	err := onThread(t, func() error {
-		if err := mountOverlayLegacy(mnt, lowers, upper, work); err != nil {
-			return err
-		}
-		defer unix.Unmount(mnt, unix.MNT_DETACH)
-		who, err := os.ReadFile(filepath.Join(mnt, "who"))
-		if err != nil || string(who) != "0" {
-			return fmt.Errorf("top-most lower: %q %v", who, err)
-		}
-		ents, err := os.ReadDir(mnt)
-		if err != nil || len(ents) != 500 {
-			return fmt.Errorf("%d entries, want 500: %v", len(ents), err)
-		}
-		if err := os.WriteFile(filepath.Join(mnt, "only498"), []byte("up"), 0o644); err != nil {
-			return err
-		}
-		if b, _ := os.ReadFile(filepath.Join(upper, "only498")); string(b) != "up" {
-			return fmt.Errorf("a write did not reach the upper")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if now, _ := os.Getwd(); now != cwd {
-		t.Errorf("the working directory moved to %s", now)
-	}
-	if ents, _ := os.ReadDir(w); len(ents) != 4 {
-		t.Errorf("the links stayed: %v", ents)
-	}
+	return false
 }
 
 // TestFlatPruned checks the flattened lower's life: a prune keeps it while

@@ -31,6 +31,10 @@ var errNoLowerdirPlus = errors.New("overlayfs takes no lowerdir+")
 // The mount happens on a thread of its own: the fallback changes the
 // thread's working directory, which must never be the process's.
 func mountOverlay(target string, lowers []string, upper, work string) error {
+	target, lowers, upper, work, err := absPaths(target, lowers, upper, work)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread, with a working directory of its
@@ -45,8 +49,26 @@ func mountOverlay(target string, lowers []string, upper, work string) error {
 	return <-errc
 }
 
+// absPaths makes the paths absolute, before a thread changes its working
+// directory. An empty upper and work stay empty.
+func absPaths(target string, lowers []string, upper, work string) (string, []string, string, string, error) {
+	all := append([]string{target, upper, work}, lowers...)
+	for i, p := range all {
+		if p == "" {
+			continue
+		}
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return "", nil, "", "", err
+		}
+		all[i] = a
+	}
+	return all[0], all[3:], all[1], all[2], nil
+}
+
 // mountOverlayHere is mountOverlay on the calling thread, which must be
-// locked and must not share its working directory with the process.
+// locked and must not share its working directory with the process. The
+// paths must be absolute.
 func mountOverlayHere(target string, lowers []string, upper, work string) error {
 	err := mountOverlayFS(target, lowers, upper, work)
 	if errors.Is(err, errNoLowerdirPlus) {
@@ -70,30 +92,29 @@ func mountOverlayFS(target string, lowers []string, upper, work string) error {
 		return fmt.Errorf("fsopen overlay: %w", err)
 	}
 	defer unix.Close(fd)
-	set := func(key, value string) error {
-		if err := unix.FsconfigSetString(fd, key, value); err != nil {
-			return fmt.Errorf("%s %s: %w%s", key, value, err, fsLog(fd))
-		}
-		return nil
-	}
-	if err := set("source", "overlay"); err != nil {
-		return err
-	}
-	dir, names := shortNames(lowers)
+	dir, short := shortNames(lowers)
 	if dir != "" {
 		if err := unix.Chdir(dir); err != nil {
 			return err
 		}
 	}
-	for i, l := range names {
-		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
-			l = lowers[i]
+	set := func(key, value string) error {
+		if err := unix.FsconfigSetString(fd, key, short(value)); err != nil {
 			// EINVAL: an overlayfs that knows no lowerdir+ (6.5 to
-			// 6.7), or a path longer than fsconfig's 256 bytes.
+			// 6.7), or a value longer than fsconfig takes.
 			if errors.Is(err, unix.EINVAL) {
-				return fmt.Errorf("lowerdir+ %s: %w: %w%s", l, errNoLowerdirPlus, err, fsLog(fd))
+				err = fmt.Errorf("%w: %w", errNoLowerdirPlus, err)
 			}
-			return fmt.Errorf("lowerdir+ %s: %w%s", l, err, fsLog(fd))
+			return fmt.Errorf("%s %s: %w%s", key, value, err, fsLog(fd))
+		}
+		return nil
+	}
+	if err := unix.FsconfigSetString(fd, "source", "overlay"); err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	for _, l := range lowers {
+		if err := set("lowerdir+", l); err != nil {
+			return err
 		}
 	}
 	if upper != "" {
@@ -125,32 +146,28 @@ func mountOverlayFS(target string, lowers []string, upper, work string) error {
 	return nil
 }
 
-// shortNames names the lowers relative to the directory most of them are
-// in (the store's layers/), the others by their whole path. overlayfs shows
-// each lower in /proc/self/mountinfo as it was given, one line for the
-// mount, and readers of that file (libcontainer, moby/sys/mountinfo) take
-// 64 KiB a line at most: whole paths passed it at about 490 lowers, a
-// layer's name alone (64 bytes) keeps 500 within 38 KiB.
-func shortNames(lowers []string) (string, []string) {
+// shortNames picks the directory most lowers are in (the store's layers/)
+// and names every path relative to it where that is shorter. overlayfs
+// shows each lower in /proc/self/mountinfo as it was given, all on the
+// mount's one line, and readers of that file (libcontainer, moby/sys/
+// mountinfo) take 64 KiB a line at most: whole paths passed it at about
+// 490 lowers, where a layer's name alone (64 bytes) keeps 500 within
+// 38 KiB. fsconfig also takes 256 bytes a value at most.
+func shortNames(dirs []string) (string, func(string) string) {
 	count := map[string]int{}
-	dir := ""
-	for _, l := range lowers {
-		d := filepath.Dir(l)
-		if count[d]++; count[d] > count[dir] {
-			dir = d
+	best := ""
+	for _, d := range dirs {
+		p := filepath.Dir(d)
+		if count[p]++; count[p] > count[best] {
+			best = p
 		}
 	}
-	if count[dir] < 2 {
-		return "", lowers
-	}
-	names := make([]string, len(lowers))
-	for i, l := range lowers {
-		names[i] = l
-		if filepath.Dir(l) == dir {
-			names[i] = filepath.Base(l)
+	return best, func(p string) string {
+		if rel, err := filepath.Rel(best, p); err == nil && len(rel) < len(p) {
+			return rel
 		}
+		return p
 	}
-	return dir, names
 }
 
 // fsLog is what the kernel said about a failed fsconfig (the filesystem
@@ -204,14 +221,10 @@ func mountOverlayLegacy(target string, lowers []string, upper, work string) erro
 	if len(opts) > maxOptions {
 		return fmt.Errorf("%d lowers: %d bytes of mount options, more than a page", len(lowers), len(opts))
 	}
-	abs, err := filepath.Abs(target)
-	if err != nil {
-		return err
-	}
 	if err := unix.Chdir(links); err != nil {
 		return err
 	}
-	if err := unix.Mount("overlay", abs, "overlay", 0, opts); err != nil {
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount(2) %d lowers: %w", len(lowers), err)
 	}
 	return nil
