@@ -161,7 +161,7 @@ func TestRunDeepImage(t *testing.T) {
 				t.Fatalf("%d layers, want %d", got, n+1)
 			}
 			meta, err := m.Create(CreateOptions{Image: tag, Name: fmt.Sprintf("deep%d", n), Env: []string{fmt.Sprintf("N=%d", n)},
-				Args: []string{"sh", "-c", deepScript + "; echo changed > /changed"}})
+				Args: []string{"sh", "-c", deepScript + "; echo changed > /changed; rm /bottom; echo more >> /depth/3"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,8 +178,21 @@ func TestRunDeepImage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := layerNames(t, st, committed); !slices.Equal(got, []string{"changed"}) {
-				t.Errorf("the commit's layer holds %v, want only the change", got)
+			// A file added, one removed from the bottom layer and one
+			// changed in a middle one (both in the flattened lower at 600).
+			if got, want := layerNames(t, st, committed), []string{".wh.bottom", "changed", "depth/", "depth/3"}; !slices.Equal(got, want) {
+				t.Errorf("the commit's layer holds %q, want only the changes %q", got, want)
+			}
+			o, err := Source{Name: meta.Name}.Open(context.Background(), st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var listed []string
+			if err := o.Diff.Walk(context.Background(), func(c diff.Change) error { listed = append(listed, c.String()); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"D /bottom", "A /changed", "C /depth", "C /depth/3"}; !slices.Equal(listed, want) {
+				t.Errorf("diff lists %q, want %q", listed, want)
 			}
 			t.Logf("%d layers: build, run and commit in %v", n, time.Since(start))
 		})
@@ -503,6 +516,12 @@ func TestFlatPruned(t *testing.T) {
 	}
 	if _, err := st.Prune(context.Background()); err != nil || flats() != 1 {
 		t.Fatalf("a prune took the flattened lower of a mounted overlay: %v", err)
+	}
+	// The layers above it, mounted by their names alone, stay as well.
+	for _, f := range []string{"top", "bottom", "depth/300"} {
+		if _, err := os.Stat(filepath.Join(m.Rootfs(meta.ID), f)); err != nil {
+			t.Errorf("after a prune the container lost /%s: %v", f, err)
+		}
 	}
 	if err := m.unmount(meta); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
+	"golang.org/x/sys/unix"
 )
 
 // FlatDir returns a directory holding the merged view of the layers whose
@@ -55,10 +56,19 @@ func (s *Store) FlatDir(chainID digest.Digest, fill func(dir string) error) (str
 	if err := fill(root); err != nil {
 		return "", fmt.Errorf("flattened layers %s: %w", chainID, err)
 	}
+	// Nothing checks the copy once it is in place, and a crash must not
+	// leave a whole-looking one with files the disk never got: one
+	// syncfs for its thousands of files, made once per chain.
+	if err := syncFS(root); err != nil {
+		return "", fmt.Errorf("flattened layers %s: %w", chainID, err)
+	}
 	if err := os.Rename(root, dir); err != nil {
 		if _, serr := os.Stat(dir); serr == nil {
 			return dir, nil // another process made it first
 		}
+		return "", err
+	}
+	if err := syncDir(s.flatDir()); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -83,4 +93,16 @@ func keepChains(diffIDs []digest.Digest, keep map[string]bool) {
 	for _, c := range identity.ChainIDs(slices.Clone(diffIDs)) {
 		keep[c.Encoded()] = true
 	}
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
 }
