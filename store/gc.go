@@ -157,7 +157,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 			}
 			if err := os.Rename(filepath.Join(c.dir, name), filepath.Join(doomed, name)); err != nil {
 				os.Remove(doomed)
-				return rep, fmt.Errorf("unpacked layer %s: %w", name, err)
+				return rep, fmt.Errorf("prune %s: %w", filepath.Join(c.dir, name), err)
 			}
 			n, err := removeTree(doomed)
 			rep.Freed += n
