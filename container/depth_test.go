@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -25,6 +26,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
+	"snap/fixtures"
 	"snap/store"
 )
 
@@ -152,6 +154,10 @@ func deepWant(n int) string {
 // a commit from it holds only its change.
 func TestRunDeepImage(t *testing.T) {
 	st, m := setup(t)
+	bin := filepath.Join(t.TempDir(), "snap")
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []int{42, 499, 600} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			start := time.Now()
@@ -173,6 +179,11 @@ func TestRunDeepImage(t *testing.T) {
 			}
 			if want := deepWant(n); code != 0 || out.String() != want {
 				t.Errorf("exit %d, output:\n%s\nwant:\n%s", code, out.String(), want)
+			}
+			// And as a user runs it, with the snap binary.
+			ran, err := exec.Command(bin, "--root", st.Root(), "run", "--rm", "-e", fmt.Sprintf("N=%d", n), tag, "sh", "-c", deepScript).CombinedOutput()
+			if want := deepWant(n); err != nil || string(ran) != want {
+				t.Errorf("snap run: %v, output:\n%s\nwant:\n%s", err, ran, want)
 			}
 			committed, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{Tag: tag + "-c"})
 			if err != nil {
@@ -571,11 +582,18 @@ func TestRunCommitGenerations(t *testing.T) {
 			t.Logf("generation %d: %d layers, %v", g, len(img.Config.RootFS.DiffIDs), time.Since(start))
 		}
 	}
+	t.Logf("%d generations: %v", gens, time.Since(start))
+	// The last image, run as a user runs it: the snap binary.
+	bin := filepath.Join(t.TempDir(), "snap")
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
+	}
 	want := fmt.Sprintf("%d %d %d\n", gens, gens*(gens+1)/2, gens)
-	out, code := runFG(t, m, CreateOptions{Image: image, Args: []string{"sh", "-c",
-		`n=0; s=0; for f in /gen/[0-9]*; do n=$((n+1)); s=$((s+$(cat $f))); done; echo $n $s $(cat /gen/last)`}})
-	if code != 0 || out != want {
-		t.Errorf("generation %d sees %q (exit %d), want %q (count, sum, last)", gens, out, code, want)
+	cmd := exec.Command(bin, "--root", st.Root(), "run", "--rm", image, "sh", "-c",
+		`n=0; s=0; for f in /gen/[0-9]*; do n=$((n+1)); s=$((s+$(cat $f))); done; echo $n $s $(cat /gen/last)`)
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != want {
+		t.Errorf("snap run of generation %d: %q %v, want %q (count, sum, last)", gens, out, err, want)
 	}
 	t.Logf("%d generations and the last run: %v", gens, time.Since(start))
 }
