@@ -5,6 +5,7 @@
 package container
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -331,12 +332,21 @@ func writeInit(dir string, meta *Meta, imageVolumes map[string]struct{}) error {
 	return nil
 }
 
-// Mount mounts the container's overlay rootfs if it is not mounted.
+// Mount mounts the container's overlay rootfs if it is not mounted. An
+// image deeper than overlayfs stacks runs on a flattened lower (see
+// mountLowers); Lowers, what commits compare with, stays the image's layers.
 func (m *Manager) Mount(meta *Meta) (string, error) {
 	rootfs := m.Rootfs(meta.ID)
 	if mounted(rootfs) {
 		return rootfs, nil
 	}
+	// One lease from the first layer looked at to the mount: no prune
+	// takes a layer or a flattened lower before the mount holds it.
+	lease, err := m.st.Lease(context.Background())
+	if err != nil {
+		return "", err
+	}
+	defer lease.Release()
 	img, err := m.st.Lookup(meta.Image)
 	if err != nil {
 		return "", fmt.Errorf("container %s: its image: %w", meta.Name, err)
@@ -345,21 +355,14 @@ func (m *Manager) Mount(meta *Meta) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lowers := append([]string{m.Init(meta.ID)}, layers...)
-	if err := mountUserns(meta, rootfs, lowers, m.Upper(meta.ID), m.Work(meta.ID), mountOverlay); err != nil {
+	lowers, err := m.mountLowers([]string{m.Init(meta.ID)}, img, layers, maxStack, flattenStep)
+	if err != nil {
 		return "", fmt.Errorf("container %s: %w", meta.Name, err)
 	}
-	return rootfs, nil
-}
-
-// mountOverlay mounts an overlay of lowers (top-most first), upper and work
-// on target.
-func mountOverlay(target string, lowers []string, upper, work string) error {
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount overlay: %w", err)
+	if err := mountUserns(meta, rootfs, lowers, m.Upper(meta.ID), m.Work(meta.ID)); err != nil {
+		return "", fmt.Errorf("container %s: mount overlay: %w", meta.Name, err)
 	}
-	return nil
+	return rootfs, nil
 }
 
 // Lowers are the container's lowers, top-most first: init, then the image.

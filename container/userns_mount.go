@@ -16,11 +16,7 @@ import (
 // cannot make idmapped mounts, which a user namespace needs here.
 var ErrNoIdmap = errors.New("idmapped mounts are not supported (they need Linux 5.19 or later and a filesystem such as ext4, xfs, btrfs or tmpfs)")
 
-// mountFunc mounts an overlay of lowers (top-most first), upper and work on
-// target.
-type mountFunc func(target string, lowers []string, upper, work string) error
-
-// mountUserns mounts the container's overlay through mount. With a user
+// mountUserns mounts the container's overlay (mountOverlay). With a user
 // namespace, every layer is first an idmapped mount (on-disk id N shows as
 // the host id the container's N maps to), and the overlay is made by a
 // thread whose fsuid and fsgid are the container's root: overlay does its
@@ -28,10 +24,10 @@ type mountFunc func(target string, lowers []string, upper, work string) error
 // and through the idmapped upper that is on-disk 0. So the upper holds the
 // in-container ids on disk, as it does without a user namespace, and a
 // commit reads them as they are.
-func mountUserns(meta *Meta, target string, lowers []string, upper, work string, mount mountFunc) error {
+func mountUserns(meta *Meta, target string, lowers []string, upper, work string) error {
 	u := meta.Security.Userns
 	if u == nil {
-		return mount(target, lowers, upper, work)
+		return mountOverlay(target, lowers, upper, work)
 	}
 	if filepath.Dir(upper) != filepath.Dir(work) {
 		return fmt.Errorf("userns: upper %s and work %s must share a directory", upper, work)
@@ -80,7 +76,8 @@ func mountUserns(meta *Meta, target string, lowers []string, upper, work string,
 		return err
 	}
 	return asMounter(int(uid), int(gid), func() error {
-		return mount(target, mapped, filepath.Join(parent, filepath.Base(upper)), filepath.Join(parent, filepath.Base(work)))
+		// On asMounter's thread: the overlay must be made with its fsuid.
+		return mountOverlayLocked(target, mapped, filepath.Join(parent, filepath.Base(upper)), filepath.Join(parent, filepath.Base(work)))
 	})
 }
 

@@ -202,7 +202,7 @@ func TestMountUserns(t *testing.T) {
 		}
 	}
 	meta := &Meta{Security: Security{Userns: &Userns{UIDMap: []IDMap{{0, host, AutoSize}}, GIDMap: []IDMap{{0, host, AutoSize}}}}}
-	if err := mountUserns(meta, merged, []string{lower}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), mountOverlay); err != nil {
+	if err := mountUserns(meta, merged, []string{lower}, filepath.Join(dir, "upper"), filepath.Join(dir, "work")); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(merged, unix.MNT_DETACH)
@@ -236,7 +236,7 @@ func TestMountUserns(t *testing.T) {
 	os.MkdirAll(filepath.Join(w, "c2", "upper"), 0o755)
 	os.MkdirAll(filepath.Join(w, "c2", "work"), 0o755)
 	os.Mkdir(merged2, 0o755)
-	if err := mountUserns(&Meta{}, merged2, []string{lower}, filepath.Join(w, "c2", "upper"), filepath.Join(w, "c2", "work"), mountOverlay); err != nil {
+	if err := mountUserns(&Meta{}, merged2, []string{lower}, filepath.Join(w, "c2", "upper"), filepath.Join(w, "c2", "work")); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(merged2, unix.MNT_DETACH)

@@ -61,6 +61,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 
 	keepBlobs := map[digest.Digest]bool{}
 	keepLayers := map[string]bool{} // diffID hex
+	keepFlat := map[string]bool{}   // chain ID hex
 	walked := map[digest.Digest]bool{}
 	for _, d := range idx.Manifests {
 		if walked[d.Digest] {
@@ -68,7 +69,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 		}
 		walked[d.Digest] = true
 		keepBlobs[d.Digest] = true
-		if img := s.walk(d.Digest, keepBlobs, keepLayers, 0); img != nil {
+		if img := s.walk(d.Digest, keepBlobs, keepLayers, keepFlat, 0); img != nil {
 			img.ManifestDesc = d
 			for _, e := range idx.Manifests {
 				if t := e.Annotations[ocispec.AnnotationRefName]; e.Digest == d.Digest && t != "" {
@@ -125,35 +126,44 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 	// A lower of a live overlay (a running container's) stays, whether or
 	// not its image is still in the store: deleting files under a mounted
 	// overlay would change the container's filesystem under it.
-	for hex := range mountedLowers() {
+	for hex := range mountedLowers("layers") {
 		keepLayers[hex] = true
+	}
+	for hex := range mountedLowers("flat") {
+		keepFlat[hex] = true
 	}
 	// Unpacked layers are a cache of the blobs, so dropping one is always
 	// safe for the data. Each goes out of layers/ by one rename before its
 	// files are deleted: a prune killed half way leaves a temp directory
 	// (which the next prune takes), never a half layer that LayerDir would
 	// take for a whole one.
-	ents, err := os.ReadDir(s.layersDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return rep, err
-	}
-	for _, e := range ents {
-		name := e.Name()
-		if keepLayers[name] || ValidateDigest(digest.NewDigestFromEncoded(digest.SHA256, name)) != nil {
-			continue
-		}
-		doomed, err := os.MkdirTemp(s.ingestDir(), "prune-")
-		if err != nil {
+	// The flattened lowers (FlatDir) are a cache of the layers in turn.
+	for _, c := range []struct {
+		dir  string
+		keep map[string]bool
+	}{{s.layersDir(), keepLayers}, {s.flatDir(), keepFlat}} {
+		ents, err := os.ReadDir(c.dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return rep, err
 		}
-		if err := os.Rename(filepath.Join(s.layersDir(), name), filepath.Join(doomed, name)); err != nil {
-			os.Remove(doomed)
-			return rep, fmt.Errorf("unpacked layer %s: %w", name, err)
-		}
-		n, err := removeTree(doomed)
-		rep.Freed += n
-		if err != nil {
-			return rep, err
+		for _, e := range ents {
+			name := e.Name()
+			if c.keep[name] || ValidateDigest(digest.NewDigestFromEncoded(digest.SHA256, name)) != nil {
+				continue
+			}
+			doomed, err := os.MkdirTemp(s.ingestDir(), "prune-")
+			if err != nil {
+				return rep, err
+			}
+			if err := os.Rename(filepath.Join(c.dir, name), filepath.Join(doomed, name)); err != nil {
+				os.Remove(doomed)
+				return rep, fmt.Errorf("prune %s: %w", filepath.Join(c.dir, name), err)
+			}
+			n, err := removeTree(doomed)
+			rep.Freed += n
+			if err != nil {
+				return rep, err
+			}
 		}
 	}
 	return rep, nil
@@ -165,7 +175,7 @@ const maxIndexDepth = 8
 // walk marks what the manifest (or nested index) d reaches. It returns an
 // image with Err set when d cannot be read, so what it reaches is unknown.
 // A config that cannot be read only costs its image's unpacked layers.
-func (s *Store) walk(d digest.Digest, keepBlobs map[digest.Digest]bool, keepLayers map[string]bool, depth int) *Image {
+func (s *Store) walk(d digest.Digest, keepBlobs map[digest.Digest]bool, keepLayers, keepFlat map[string]bool, depth int) *Image {
 	mb, err := s.ReadBlob(d)
 	if err != nil {
 		return &Image{Err: fmt.Errorf("manifest: %w", err)}
@@ -188,7 +198,7 @@ func (s *Store) walk(d digest.Digest, keepBlobs map[digest.Digest]bool, keepLaye
 		if depth >= maxIndexDepth {
 			return &Image{Err: fmt.Errorf("manifest %s: %w: indexes nested too deep", d, ErrCorrupt)}
 		}
-		if img := s.walk(c.Digest, keepBlobs, keepLayers, depth+1); img != nil {
+		if img := s.walk(c.Digest, keepBlobs, keepLayers, keepFlat, depth+1); img != nil {
 			return img
 		}
 	}
@@ -209,6 +219,7 @@ func (s *Store) walk(d digest.Digest, keepBlobs map[digest.Digest]bool, keepLaye
 			keepLayers[id.Encoded()] = true
 		}
 	}
+	keepChains(cfg.RootFS.DiffIDs, keepFlat)
 	return nil
 }
 
@@ -240,11 +251,12 @@ func removeTree(path string) (int64, error) {
 	return n, nil
 }
 
-// mountedLowers lists the layer directories (their diffID hex) that an
-// overlay mount of this mount namespace uses as a lower. It matches on the
-// last two path elements (layers/<hex>), which may keep a layer of another
-// store too: keeping more is the safe side.
-func mountedLowers() map[string]bool {
+// mountedLowers lists the directories of kind (layers: unpacked layers by
+// diffID hex; flat: flattened lowers by chain ID hex) that an overlay
+// mount of this mount namespace uses as a lower. It matches on the last two
+// path elements (kind/<hex>), which may keep a directory of another store
+// too: keeping more is the safe side.
+func mountedLowers(kind string) map[string]bool {
 	out := map[string]bool{}
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("overlay"))
 	if err != nil {
@@ -252,13 +264,19 @@ func mountedLowers() map[string]bool {
 	}
 	for _, m := range mounts {
 		for _, opt := range strings.Split(m.VFSOptions, ",") {
-			v, ok := strings.CutPrefix(opt, "lowerdir=")
-			if !ok {
-				continue
+			var lowers []string
+			if v, ok := strings.CutPrefix(opt, "lowerdir="); ok {
+				// Newer kernels also list data-only lowers after "::".
+				lowers = strings.Split(strings.ReplaceAll(v, "::", ":"), ":")
+			} else if v, ok := strings.CutPrefix(opt, "lowerdir+="); ok {
+				// A mount that took its lowers one by one (fsconfig)
+				// lists them so, one option each.
+				lowers = []string{v}
 			}
-			// Newer kernels also list data-only lowers after "::".
-			for _, l := range strings.Split(strings.ReplaceAll(v, "::", ":"), ":") {
-				if filepath.Base(filepath.Dir(l)) == "layers" {
+			for _, l := range lowers {
+				// A name alone is relative to the directory the mount
+				// was made in (snap's containers name their layers so).
+				if filepath.Base(filepath.Dir(l)) == kind || !strings.Contains(l, "/") {
 					out[filepath.Base(l)] = true
 				}
 			}
