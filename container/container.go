@@ -205,10 +205,19 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 		meta.Hostname = id[:12]
 	}
 	cfg := img.Config.Config
+	meta.TTY, meta.Interactive = o.TTY, o.Interactive
 	meta.Args = o.Args
-	if len(meta.Args) == 0 {
+	switch {
+	case o.Entrypoint != nil:
+		// docker: the image's CMD goes with its entrypoint, even when
+		// the new entrypoint is none.
+		meta.Args = slices.Clone(o.Args)
+		if *o.Entrypoint != "" {
+			meta.Args = append([]string{*o.Entrypoint}, o.Args...)
+		}
+	case len(meta.Args) == 0:
 		meta.Args = append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
-	} else if len(cfg.Entrypoint) > 0 {
+	case len(cfg.Entrypoint) > 0:
 		meta.Args = append(slices.Clone(cfg.Entrypoint), o.Args...)
 	}
 	if len(meta.Args) == 0 {
