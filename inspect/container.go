@@ -135,6 +135,8 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 		WorkingDir:   meta.Cwd,
 		Labels:       img.Labels,
 		StopSignal:   img.StopSignal,
+		Tty:          meta.TTY,
+		OpenStdin:    meta.Interactive,
 	}
 	// snap runs ENTRYPOINT + (the run's args or CMD) as one list.
 	if ep := img.Entrypoint; len(ep) > 0 && len(meta.Args) >= len(ep) && slices.Equal(meta.Args[:len(ep)], ep) {
