@@ -66,18 +66,11 @@ const pollEvery = 25 * time.Millisecond
 
 // settled is meta once the exit of a run that has just ended is recorded:
 // between the init's exit and the record, the run's owner (which holds the
-// container's lock until then) is unmounting the rootfs. Waiting for it
-// means nobody sees an exited container without its code, unless its
-// owner was killed.
+// container's lock until then) unmounts the rootfs, and meta itself may be
+// older than the record. Waiting for the owner means nobody sees an exited
+// container without its code, unless its owner was killed.
 func (m *Manager) settled(meta *Meta) *Meta {
-	if meta.ExitCode != nil {
-		return meta
-	}
-	c, err := libcontainer.Load(m.State, meta.ID)
-	if err != nil {
-		return meta
-	}
-	if st, err := c.Status(); err != nil || st != libcontainer.Stopped {
+	if meta.ExitCode != nil || meta.Started.IsZero() || m.alive(meta) {
 		return meta
 	}
 	f, err := m.openLock(meta.ID)
@@ -85,10 +78,11 @@ func (m *Manager) settled(meta *Meta) *Meta {
 		return meta
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), ownerTimeout)
-	defer cancel()
-	if flockCtx(ctx, f, unix.LOCK_SH) != nil {
-		return meta // the owner is stuck: show what there is
+	// A run that is starting holds the lock too: its init soon lives.
+	for deadline := time.Now().Add(ownerTimeout); ; time.Sleep(pollEvery) {
+		if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil || m.alive(meta) || time.Now().After(deadline) {
+			break
+		}
 	}
 	if now, err := m.load(meta.ID); err == nil {
 		return now
