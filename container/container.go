@@ -44,6 +44,9 @@ type Meta struct {
 	Security    Security `json:",omitzero"`
 	Created     time.Time
 	Remove      bool // --rm
+	// Entrypoint, when not nil, is the container's own entrypoint (the
+	// run's --entrypoint), the first items of Args; nil: the image's.
+	Entrypoint *[]string `json:",omitempty"`
 	// Started is when the process last started.
 	Started time.Time `json:",omitzero"`
 	// ExitCode and Finished are known for containers snap waited for.
@@ -211,10 +214,11 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 	case o.Entrypoint != nil:
 		// docker: the image's CMD goes with its entrypoint, even when
 		// the new entrypoint is none.
-		meta.Args = slices.Clone(o.Args)
+		ep := []string{}
 		if *o.Entrypoint != "" {
-			meta.Args = append([]string{*o.Entrypoint}, o.Args...)
+			ep = []string{*o.Entrypoint}
 		}
+		meta.Entrypoint, meta.Args = &ep, append(slices.Clone(ep), o.Args...)
 	case len(meta.Args) == 0:
 		meta.Args = append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
 	case len(cfg.Entrypoint) > 0:

@@ -396,4 +396,29 @@ func TestEntrypoint(t *testing.T) {
 			t.Errorf("snap run %q: %q exit %d (%s), want %q exit %d", tc.args, out, code, errs, tc.out, tc.code)
 		}
 	}
+	// The container's config holds the run's entrypoint, and so does its
+	// commit (docker commit takes the container's config).
+	const format = "{{json .Config.Entrypoint}} {{json .Config.Cmd}}"
+	for i, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--entrypoint", "", "ep:1", "echo", "hi"}, "null [\"echo\",\"hi\"]\n"},
+		{[]string{"--entrypoint", "sh", "ep:1", "-c", "echo x"}, "[\"sh\"] [\"-c\",\"echo x\"]\n"},
+		{[]string{"--entrypoint", "echo", "ep:1"}, "[\"echo\"] null\n"},
+		{[]string{"ep:1", "x"}, "[\"echo\",\"ep\"] [\"x\"]\n"},
+	} {
+		name := "c" + strconv.Itoa(i)
+		e.must(append([]string{"create", "--name", name}, tc.args...)...)
+		if got := e.must("inspect", "-f", format, name); got != tc.want {
+			t.Errorf("inspect of create %q: %s, want %s", tc.args, got, tc.want)
+		}
+		if tc.args[0] != "--entrypoint" {
+			continue // the image's entrypoint: commit's own business
+		}
+		e.must("commit", name, name+":1")
+		if got := e.must("inspect", "-f", format, name+":1"); got != tc.want {
+			t.Errorf("commit of create %q: %s, want %s", tc.args, got, tc.want)
+		}
+	}
 }
