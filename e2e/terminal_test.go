@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -87,7 +88,7 @@ func (x *tmux) waitFor(re string) []string {
 func TestRunTTY(t *testing.T) {
 	e := newEnv(t)
 	x := newTmux(t, e, 100, 30)
-	x.keys("stty -g > before; snap run -it --name tt base:1 sh; echo snap-exit=$?; stty -g > after; echo D''ONE1")
+	x.keys("stty -g > before; snap run -it --name tt base:1 sh; echo snap-exit1=$?; stty -g > after; echo D''ONE1")
 	x.keys("busybox tty; busybox stty size; echo M''K1")
 	m := x.waitFor(`(?m)^(\S+)\n(\d+ \d+)\nMK1$`)
 	if !regexp.MustCompile(`^/dev/pts/\d+$`).MatchString(m[1]) {
@@ -111,15 +112,37 @@ func TestRunTTY(t *testing.T) {
 	x.waitFor(`(?m)^sleep-status=130`)
 	x.keys("exit 7")
 	x.waitFor(`(?m)^DONE1$`)
-	if m := x.waitFor(`(?m)^snap-exit=(\d+)$`); m[1] != "7" {
+	if m := x.waitFor(`(?m)^snap-exit1=(\d+)$`); m[1] != "7" {
 		t.Errorf("snap run -it exit code %s, want the shell's 7", m[1])
 	}
 	sameFile(t, filepath.Join(e.dir, "before"), filepath.Join(e.dir, "after"), "the terminal's settings after snap run -it")
 
+	// A SIGTERM to snap goes to the container; once the container is gone
+	// snap puts the terminal back as it found it.
+	x.keys("snap run -it --rm base:1 sh -c 'trap \"exit 9\" TERM; echo TR''APPED; while :; do sleep 0.05; done'; echo snap-exit3=$?; stty -g > after3; echo D''ONE3")
+	x.waitFor(`(?m)^TRAPPED\r?$`)
+	shell, err := strconv.Atoi(strings.TrimSpace(x.run("display-message", "-p", "-t", "snap", "#{pane_pid}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, err := os.ReadFile("/proc/" + strconv.Itoa(shell) + "/task/" + strconv.Itoa(shell) + "/children")
+	if err != nil || len(strings.Fields(string(children))) != 1 {
+		t.Fatalf("the pane's shell's children: %q, %v; want snap alone", children, err)
+	}
+	snapPid, _ := strconv.Atoi(strings.Fields(string(children))[0])
+	if err := syscall.Kill(snapPid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	x.waitFor(`(?m)^DONE3$`)
+	if m := x.waitFor(`(?m)^snap-exit3=(\d+)$`); m[1] != "9" {
+		t.Errorf("snap run -it after SIGTERM: exit %s, want the trap's 9", m[1])
+	}
+	sameFile(t, filepath.Join(e.dir, "before"), filepath.Join(e.dir, "after3"), "the terminal's settings after a SIGTERM to snap run -it")
+
 	// A start that fails after the terminal went raw restores it too.
-	x.keys("snap run -it --rm base:1 /no/such/program; echo snap-exit=$?; stty -g > after2; echo D''ONE2")
+	x.keys("snap run -it --rm base:1 /no/such/program; echo snap-exit2=$?; stty -g > after2; echo D''ONE2")
 	x.waitFor(`(?m)^DONE2$`)
-	if m := x.waitFor(`(?m)^snap-exit=(\d+)$`); m[1] == "0" {
+	if m := x.waitFor(`(?m)^snap-exit2=(\d+)$`); m[1] == "0" {
 		t.Errorf("snap run of a missing program: exit 0")
 	}
 	sameFile(t, filepath.Join(e.dir, "before"), filepath.Join(e.dir, "after2"), "the terminal's settings after a failed snap run -it")
@@ -261,6 +284,24 @@ func TestDetachedExit(t *testing.T) {
 		if err != nil || out.String() != tc.code+"\n" {
 			t.Errorf("snap wait %s: %v, printed %q, want %s", tc.name, err, out.String(), tc.code)
 		}
+	}
+
+	// -dt: the monitor holds the pty's master and logs what comes out.
+	e.must("run", "-dt", "--name", "dt", "base:1", "sh", "-c", "busybox tty; exit 4")
+	if out := e.must("wait", "dt"); out != "4\n" {
+		t.Errorf("wait dt: %q, want 4", out)
+	}
+	if out := e.must("logs", "dt"); !regexp.MustCompile(`^/dev/pts/\d+\r\n$`).MatchString(out) {
+		t.Errorf("logs of run -dt: %q, want a pty and its \\r\\n", out)
+	}
+	// -dit: a shell on a pty nobody types to waits, as docker's.
+	e.must("run", "-dit", "--name", "dit", "base:1", "sh")
+	if out := e.must("exec", "dit", "busybox", "readlink", "/proc/1/fd/0"); !strings.HasPrefix(out, "/dev/pts/") {
+		t.Errorf("run -dit: the shell's stdin %q, want its pty", out)
+	}
+	e.must("kill", "dit")
+	if out := e.must("wait", "dit"); out != "137\n" {
+		t.Errorf("wait after kill: %q, want 137", out)
 	}
 
 	e.must("run", "-d", "--name", "noi", "base:1", "sh", "-c", "busybox readlink /proc/self/fd/0")
