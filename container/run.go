@@ -24,7 +24,9 @@ import (
 // ErrRunning is returned (wrapped) when a container is started twice.
 var ErrRunning = errors.New("is already running")
 
-// Stdio is where a container's process reads and writes.
+// Stdio is where a container's process reads and writes. In is read only
+// for a container made Interactive (docker's -i); without, the process
+// reads /dev/null.
 type Stdio struct {
 	In       io.Reader
 	Out, Err io.Writer

@@ -25,6 +25,7 @@ type attachment struct {
 	stdio Stdio
 
 	sock, peer *os.File        // the console socket: ours, and the end the init gets
+	afterStart []*os.File      // the process' ends of pipes, ours to close once it has them
 	master     console.Console // the pty's master, once the init sent it
 	output     sync.WaitGroup  // the copy of the pty's output
 	winch      chan os.Signal
@@ -40,11 +41,15 @@ func newAttachment(meta *Meta, stdio Stdio) *attachment {
 // at its window is already right.
 func (a *attachment) prepare(p *libcontainer.Process) error {
 	p.Stdin = nil // exec.Cmd opens /dev/null, docker's stdin without -i
-	if a.meta.Interactive && !a.meta.TTY {
-		p.Stdin = a.stdio.In
-	}
-	p.Stdout, p.Stderr = a.stdio.Out, a.stdio.Err
 	if !a.meta.TTY {
+		if a.meta.Interactive {
+			in, err := a.hideReader(a.stdio.In)
+			if err != nil {
+				return err
+			}
+			p.Stdin = in
+		}
+		p.Stdout, p.Stderr = hideWriter(a.stdio.Out), hideWriter(a.stdio.Err)
 		return nil
 	}
 	p.Stdout, p.Stderr = nil, nil
@@ -65,6 +70,43 @@ func (a *attachment) prepare(p *libcontainer.Process) error {
 	return nil
 }
 
+// The user's terminal never goes into the container as a file, as docker
+// never hands it over: the process could change its settings, or, with
+// CAP_SYS_ADMIN, type into it (TIOCSTI) after the run. It gets pipes, and
+// snap copies.
+
+func hideWriter(w io.Writer) io.Writer {
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		return struct{ io.Writer }{f} // exec.Cmd copies from a pipe
+	}
+	return w
+}
+
+// hideReader gives the process a pipe that a goroutine fills from r, when
+// r is a terminal. exec.Cmd's own copy would do, but its Wait waits for
+// that copy, which ends only at the next key pressed after the exit.
+func (a *attachment) hideReader(r io.Reader) (io.Reader, error) {
+	f, ok := r.(*os.File)
+	if !ok || !isTerminal(f) {
+		return r, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("container %s: stdin: %w", a.meta.Name, err)
+	}
+	go func() {
+		io.Copy(pw, f) // ends at the first write after the process is gone
+		pw.Close()
+	}()
+	a.afterStart = append(a.afterStart, pr)
+	return pr, nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 // size is the user's terminal's size, when there is one.
 func (a *attachment) size() (console.WinSize, bool) {
 	if a.stdio.Terminal == nil {
@@ -83,6 +125,7 @@ func (a *attachment) size() (console.WinSize, bool) {
 // reported ready, so it waits in the socket) and starts the copies; the
 // pty then follows the user's terminal's size (SIGWINCH), as docker run -t.
 func (a *attachment) started() error {
+	a.closeAfterStart()
 	if !a.meta.TTY {
 		return nil
 	}
@@ -138,9 +181,17 @@ func (a *attachment) started() error {
 	return nil
 }
 
+func (a *attachment) closeAfterStart() {
+	for _, f := range a.afterStart {
+		f.Close()
+	}
+	a.afterStart = nil
+}
+
 // finish waits, once the process is gone, for the rest of the pty's output,
 // and lets go of everything the attachment holds.
 func (a *attachment) finish() {
+	a.closeAfterStart()
 	if a.winch != nil {
 		signal.Stop(a.winch)
 		close(a.done)

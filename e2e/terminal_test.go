@@ -139,6 +139,21 @@ func TestRunTTY(t *testing.T) {
 	}
 	sameFile(t, filepath.Join(e.dir, "before"), filepath.Join(e.dir, "after3"), "the terminal's settings after a SIGTERM to snap run -it")
 
+	// Without -t the container never gets the terminal itself, as with
+	// docker: pipes, and snap copies (a key typed after the exit is not
+	// needed to end the copy).
+	x.keys("snap run --rm base:1 sh -c 'for f in 0 1 2; do busybox readlink /proc/self/fd/$f; done'; echo D''ONE4")
+	if m := x.waitFor(`(?m)^(.*)\n(.*)\n(.*)\nDONE4$`); m[1] != "/dev/null" || !strings.HasPrefix(m[2], "pipe:") || !strings.HasPrefix(m[3], "pipe:") {
+		t.Errorf("run in a terminal: stdin, stdout, stderr %q, want /dev/null and pipes", m[1:])
+	}
+	x.keys("snap run -i --rm base:1 sh -c 'busybox readlink /proc/self/fd/0; echo RE''ADY; read x; echo got-$x'; echo D''ONE5")
+	x.waitFor(`(?m)^READY$`)
+	x.keys("typed")
+	m = x.waitFor(`(?m)^(.*)\nREADY\ntyped\ngot-typed\nDONE5$`)
+	if !strings.HasPrefix(m[1], "pipe:") {
+		t.Errorf("run -i in a terminal: stdin %q, want a pipe", m[1])
+	}
+
 	// A start that fails after the terminal went raw restores it too.
 	x.keys("snap run -it --rm base:1 /no/such/program; echo snap-exit2=$?; stty -g > after2; echo D''ONE2")
 	x.waitFor(`(?m)^DONE2$`)
