@@ -129,7 +129,7 @@ func (a *attachment) started() error {
 	if !a.meta.TTY {
 		return nil
 	}
-	// Our copy of the init's end goes: a init that died without sending
+	// Our copy of the init's end goes: an init that died without sending
 	// reads as EOF instead of a wait forever.
 	a.peer.Close()
 	a.peer = nil
