@@ -15,7 +15,7 @@ func terminalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "keep stdin open (attached when not -d)"},
 		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the container a terminal (a pty)"},
-		&cli.StringFlag{Name: "entrypoint", Usage: "replace the image's ENTRYPOINT (\"\" clears it)"},
+		&cli.StringFlag{Name: "entrypoint", Usage: "replace the image's ENTRYPOINT with `CMD` (\"\" clears it)"},
 	}
 }
 
