@@ -35,6 +35,7 @@ var argNames = map[string][]string{
 	"run": {"image name"}, "create": {"image name"}, "exec": {"container name"},
 	"start": {"container name"}, "stop": {"container name"}, "kill": {"container name"}, "rm": {"container name"},
 	"pause": {"container name"}, "unpause": {"container name"}, "logs": {"container name"}, "mount": {"container name"},
+	"wait": {"container name"},
 }
 
 func checkNames(c *cli.Context) error {

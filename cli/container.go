@@ -2,8 +2,8 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -106,7 +106,15 @@ func runCommand() *cli.Command {
 // start starts a container; detached, it prints what docker prints: run -d
 // the ID, start the name.
 func start(c *cli.Context, m *container.Manager, meta *container.Meta, detach bool, name string) error {
-	code, err := m.Start(c.Context, meta, container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter}, detach)
+	stdio := container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter}
+	if !detach {
+		restore, err := attachTerminal(meta, &stdio)
+		if err != nil {
+			return err
+		}
+		defer restore()
+	}
+	code, err := m.Start(c.Context, meta, stdio, detach)
 	if err != nil {
 		return err
 	}
@@ -229,18 +237,33 @@ func containerCommands() []*cli.Command {
 	unpause.Usage = "thaw containers"
 
 	logs := eachContainer("logs", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
-		f, err := os.Open(m.Log(meta))
-		if os.IsNotExist(err) {
-			return nil
+		o := container.LogOptions{Follow: c.Bool("follow"), Tail: -1}
+		if t := c.String("tail"); t != "all" {
+			n, err := strconv.Atoi(t)
+			if err != nil {
+				return usagef("--tail %q: want a number of lines or all", t)
+			}
+			o.Tail = max(n, -1) // docker: a negative count is all
 		}
+		return m.Logs(c.Context, meta, c.App.Writer, o)
+	})
+	logs.Usage = "print a detached container's output"
+	logs.UsageText = "snap logs [-f] [--tail N] CONTAINER"
+	logs.Flags = []cli.Flag{
+		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the container exits"},
+		&cli.StringFlag{Name: "tail", Aliases: []string{"n"}, Value: "all", Usage: "only the last `N` lines"},
+	}
+
+	wait := eachContainer("wait", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
+		code, err := m.Wait(c.Context, meta)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		_, err = io.Copy(c.App.Writer, f)
+		_, err = fmt.Fprintln(c.App.Writer, code)
 		return err
 	})
-	logs.Usage = "print a detached container's output"
+	wait.Usage = "wait for containers to exit and print their exit codes"
+	wait.UsageText = "snap wait CONTAINER..."
 
 	mount := eachContainer("mount", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
 		p, err := m.Mount(meta)
@@ -283,7 +306,7 @@ func containerCommands() []*cli.Command {
 			return nil
 		},
 	}
-	return []*cli.Command{runCommand(), createCommand(), startCmd, exec, stop, kill, rm, pause, unpause, logs, mount, psCommand()}
+	return []*cli.Command{runCommand(), createCommand(), startCmd, exec, stop, kill, rm, pause, unpause, logs, wait, mount, psCommand()}
 }
 
 var signals = map[string]syscall.Signal{
@@ -314,10 +337,11 @@ func psCommand() *cli.Command {
 				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
 			}
 			for _, meta := range all {
-				status := m.Status(meta)
-				if !c.Bool("all") && !strings.HasPrefix(status, "Up") {
+				state, meta := m.RunState(meta)
+				if !c.Bool("all") && !state.Up() {
 					continue
 				}
+				status := m.Status(meta)
 				if c.Bool("quiet") {
 					fmt.Fprintln(tw, meta.ID[:12])
 					continue

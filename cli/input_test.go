@@ -89,6 +89,7 @@ func TestEmptyNames(t *testing.T) {
 		{[]string{"exec", "", "sh"}, "exec: the container name is empty"},
 		{[]string{"rm", "-f", "c", ""}, "rm: the container name is empty"},
 		{[]string{"logs", ""}, "logs: the container name is empty"},
+		{[]string{"wait", "c", ""}, "wait: the container name is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

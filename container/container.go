@@ -45,6 +45,9 @@ type Meta struct {
 	Security    Security `json:",omitzero"`
 	Created     time.Time
 	Remove      bool // --rm
+	// Entrypoint, when not nil, is the container's own entrypoint (the
+	// run's --entrypoint), the first items of Args; nil: the image's.
+	Entrypoint *[]string `json:",omitempty"`
 	// Started is when the process last started.
 	Started time.Time `json:",omitzero"`
 	// ExitCode and Finished are known for containers snap waited for.
@@ -209,10 +212,20 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 		meta.Hostname = id[:12]
 	}
 	cfg := img.Config.Config
+	meta.TTY, meta.Interactive = o.TTY, o.Interactive
 	meta.Args = o.Args
-	if len(meta.Args) == 0 {
+	switch {
+	case o.Entrypoint != nil:
+		// docker: the image's CMD goes with its entrypoint, even when
+		// the new entrypoint is none.
+		ep := []string{}
+		if *o.Entrypoint != "" {
+			ep = []string{*o.Entrypoint}
+		}
+		meta.Entrypoint, meta.Args = &ep, append(slices.Clone(ep), o.Args...)
+	case len(meta.Args) == 0:
 		meta.Args = append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
-	} else if len(cfg.Entrypoint) > 0 {
+	case len(cfg.Entrypoint) > 0:
 		meta.Args = append(slices.Clone(cfg.Entrypoint), o.Args...)
 	}
 	if len(meta.Args) == 0 {

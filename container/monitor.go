@@ -17,7 +17,9 @@ import (
 // monitorArg is the hidden first argument under which snap re-executes
 // itself as a detached container's monitor (conmon's job in podman): it
 // starts the container, waits on its init, records the exit, unmounts the
-// rootfs and honours --rm, with no snap command around any more.
+// rootfs and honours --rm, with no snap command around any more. It holds
+// the container's stdin (-i) and its TTY's master (-t), and writes all the
+// output to the log.
 const monitorArg = "container-monitor"
 
 // monitorReport is what a monitor tells the command that spawned it once
@@ -102,7 +104,21 @@ func monitor(root, id string) int {
 		return 1
 	}
 	defer log.Close()
-	_, err = m.run(meta, Stdio{Out: log, Err: log}, false, func() { report(nil) })
+	stdio := Stdio{Out: log, Err: log}
+	if meta.Interactive && !meta.TTY {
+		// docker run -di: stdin stays open with nobody writing, so a
+		// process that reads it waits instead of seeing EOF. (A TTY's
+		// master, which the monitor holds, does the same for -dit.)
+		r, w, err := os.Pipe()
+		if err != nil {
+			report(fmt.Errorf("container %s: %w", meta.Name, err))
+			return 1
+		}
+		defer w.Close()
+		defer r.Close()
+		stdio.In = r
+	}
+	_, err = m.run(meta, stdio, false, func() { report(nil) })
 	if !reported {
 		report(err) // the command that spawned us says it, and removes a --rm container
 		return 1

@@ -24,10 +24,15 @@ import (
 // ErrRunning is returned (wrapped) when a container is started twice.
 var ErrRunning = errors.New("is already running")
 
-// Stdio is where a container's process reads and writes.
+// Stdio is where a container's process reads and writes. In is read only
+// for a container made Interactive (docker's -i); without, the process
+// reads /dev/null.
 type Stdio struct {
 	In       io.Reader
 	Out, Err io.Writer
+	// Terminal is the user's terminal, if any: a container with a TTY
+	// gets its size and follows it (see attachment).
+	Terminal *os.File
 }
 
 // Start runs the container's process. Detached, a monitor process (snap
@@ -78,7 +83,9 @@ func (m *Manager) run(meta *Meta, stdio Stdio, forward bool, started func()) (in
 		sigs = catchSignals()
 		defer sigs.stop()
 	}
-	c, p, err := m.startInit(meta, rootfs, stdio)
+	att := newAttachment(meta, stdio)
+	defer att.finish()
+	c, p, err := m.startInit(meta, rootfs, att)
 	if err != nil {
 		m.unmount(meta)
 		return 0, err
@@ -88,6 +95,7 @@ func (m *Manager) run(meta *Meta, stdio Stdio, forward bool, started func()) (in
 	}
 	started()
 	state, err := p.Wait()
+	att.finish()
 	code := -1
 	if state != nil {
 		code = exitStatus(state)
@@ -141,7 +149,8 @@ func (m *Manager) lockToStart(meta *Meta) (*os.File, error) {
 }
 
 // startInit creates the libcontainer container on rootfs and starts its init.
-func (m *Manager) startInit(meta *Meta, rootfs string, stdio Stdio) (*libcontainer.Container, *libcontainer.Process, error) {
+func (m *Manager) startInit(meta *Meta, rootfs string, att *attachment) (*libcontainer.Container, *libcontainer.Process, error) {
+	stdio := att.stdio
 	cfg, err := m.config(meta, rootfs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
@@ -157,9 +166,19 @@ func (m *Manager) startInit(meta *Meta, rootfs string, stdio Stdio) (*libcontain
 	}
 	p := &libcontainer.Process{Args: meta.Args, Env: meta.Env, Cwd: meta.Cwd, UID: uid, GID: gid, Init: true,
 		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
+	if err := att.prepare(p); err != nil {
+		c.Destroy()
+		return nil, nil, err
+	}
 	if err := c.Run(p); err != nil {
 		c.Destroy()
 		return nil, nil, fmt.Errorf("container %s: start %v: %w", meta.Name, meta.Args, err)
+	}
+	if err := att.started(); err != nil {
+		p.Signal(unix.SIGKILL)
+		p.Wait()
+		c.Destroy()
+		return nil, nil, err
 	}
 	// Inspect's StartedAt; the exit code of an earlier run no longer holds.
 	meta.Started, meta.ExitCode, meta.Finished = time.Now().UTC(), nil, time.Time{}
@@ -257,6 +276,7 @@ func lookupUser(rootfs, user string) (int, int, error) {
 // Status is docker's words for the container's state ("Up 2 minutes",
 // "Exited (0) 3 seconds ago").
 func (m *Manager) Status(meta *Meta) string {
+	meta = m.settled(meta)
 	exited := func() string {
 		if meta.ExitCode == nil {
 			return "Exited" // its owner was killed: nobody saw the code
@@ -420,6 +440,7 @@ func (m *Manager) Remove(meta *Meta, force bool) error {
 			}
 		}
 	}
+	defer m.drainWaiters(meta)()
 	f, err := m.openLock(meta.ID)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // its monitor removed it (--rm)

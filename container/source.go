@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,7 +41,15 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 	}
 	cfg := full.Config
 	cfg.Env, cfg.WorkingDir, cfg.User = meta.Env, meta.Cwd, meta.User
-	if len(cfg.Entrypoint) == 0 {
+	if ep := meta.Entrypoint; ep != nil { // docker commits the container's
+		cfg.Entrypoint, cfg.Cmd = slices.Clip(*ep), slices.Clip(meta.Args[len(*ep):])
+		if len(cfg.Entrypoint) == 0 {
+			cfg.Entrypoint = nil
+		}
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = nil
+		}
+	} else if len(cfg.Entrypoint) == 0 {
 		cfg.Cmd = meta.Args
 	}
 	o := &commit.Opened{

@@ -135,9 +135,19 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 		WorkingDir:   meta.Cwd,
 		Labels:       img.Labels,
 		StopSignal:   img.StopSignal,
+		Tty:          meta.TTY,
+		OpenStdin:    meta.Interactive,
 	}
 	// snap runs ENTRYPOINT + (the run's args or CMD) as one list.
-	if ep := img.Entrypoint; len(ep) > 0 && len(meta.Args) >= len(ep) && slices.Equal(meta.Args[:len(ep)], ep) {
+	if ep := meta.Entrypoint; ep != nil { // the run's --entrypoint
+		cfg.Entrypoint, cfg.Cmd = nil, nil // docker's null for none
+		if len(*ep) > 0 {
+			cfg.Entrypoint = StrSlice(*ep)
+		}
+		if len(meta.Args) > len(*ep) {
+			cfg.Cmd = StrSlice(meta.Args[len(*ep):])
+		}
+	} else if ep := img.Entrypoint; len(ep) > 0 && len(meta.Args) >= len(ep) && slices.Equal(meta.Args[:len(ep)], ep) {
 		cfg.Entrypoint, cfg.Cmd = ep, StrSlice(meta.Args[len(ep):])
 	}
 	if cfg.Labels == nil {
