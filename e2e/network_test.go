@@ -68,6 +68,12 @@ func TestNetworkModes(t *testing.T) {
 	if out := e.must("diff", "nethost"); out != "A /f\n" {
 		t.Errorf("diff after a host-network run: %q", out)
 	}
+	e.must("create", "--name", "netnone", "base:1", "true")
+	for name, want := range map[string]string{"nethost": "host", "netnone": "none"} {
+		if got := e.must("inspect", "--format", "{{.HostConfig.NetworkMode}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", name); got != want+" "+want+"\n" {
+			t.Errorf("inspect %s: network %q, want %s as docker's", name, got, want)
+		}
+	}
 
 	for _, bad := range []string{"bridge", "container:x", "nat"} {
 		_, errs, code := e.snap("run", "--rm", "--network", bad, "base:1", "true")
