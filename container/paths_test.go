@@ -328,3 +328,54 @@ func TestWorkdirInRootfs(t *testing.T) {
 		t.Errorf("-w rel: %v", err)
 	}
 }
+
+// TestImageFSResolve: mount points are resolved through the layers as the
+// overlay shows them: a whiteout or an opaque directory hides a lower
+// symlink, a visible one is followed inside the root, ".." stops at it.
+func TestImageFSResolve(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("whiteouts (mknod) and trusted xattrs need root")
+	}
+	top, mid, bottom := t.TempDir(), t.TempDir(), t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"gone", "etc", "srv", "usr/lib"} {
+		must(os.MkdirAll(filepath.Join(bottom, d), 0o755))
+	}
+	must(os.Symlink("/tmp/host", filepath.Join(bottom, "gone/link")))
+	must(os.Symlink("/tmp/host", filepath.Join(bottom, "etc/link")))
+	must(os.Symlink("../../../../usr/lib", filepath.Join(bottom, "srv/up")))
+	must(os.WriteFile(filepath.Join(bottom, "usr/lib/file"), nil, 0o644))
+	must(unix.Mknod(filepath.Join(mid, "gone"), unix.S_IFCHR, 0)) // whiteout
+	must(os.Mkdir(filepath.Join(top, "etc"), 0o755))
+	must(unix.Setxattr(filepath.Join(top, "etc"), "trusted.overlay.opaque", []byte("y"), 0))
+	must(os.Mkdir(filepath.Join(top, "srv"), 0o755)) // not opaque: bottom's srv/up shows
+	v, err := openImageFS([]string{top, mid, bottom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	tests := []struct {
+		dest, rel string
+		exists    bool
+	}{
+		{"/gone/link/x", "gone/link/x", false},
+		{"/etc/link/x", "etc/link/x", false},
+		{"/srv/up/x", "usr/lib/x", false},
+		{"/srv/up/file", "usr/lib/file", true},
+		{"/usr/../../usr/lib", "usr/lib", true},
+	}
+	for _, tc := range tests {
+		rel, fi, err := v.resolve(tc.dest)
+		if err != nil || rel != tc.rel || (fi != nil) != tc.exists {
+			t.Errorf("%s: %q exists %v %v, want %q exists %v", tc.dest, rel, fi != nil, err, tc.rel, tc.exists)
+		}
+	}
+	if _, _, err := v.resolve("/usr/lib/file/x"); !errors.Is(err, unix.ENOTDIR) {
+		t.Errorf("through a file: %v", err)
+	}
+}
