@@ -73,11 +73,8 @@ func writeInit(dir string, layers []string, meta *Meta, imageVolumes map[string]
 	if len(points) == 0 {
 		return nil
 	}
-	merged, err := openImageFS(append([]string{dir}, layers...))
-	if err != nil {
-		return err
-	}
-	defer merged.close()
+	// The init layer over the image, sharing the image's open roots.
+	merged := &imageFS{dirs: append([]string{dir}, image.dirs...), roots: append([]*os.Root{root}, image.roots...)}
 	for _, p := range points {
 		rel, fi, err := merged.resolve(p.dest)
 		if err != nil {
