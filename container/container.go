@@ -194,14 +194,15 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.st.LayerDirs(img); err != nil {
+	layers, err := m.st.LayerDirs(img)
+	if err != nil {
 		return nil, err
 	}
 	idb := make([]byte, 32)
 	rand.Read(idb)
 	id := hex.EncodeToString(idb)
 	meta := &Meta{ID: id, Name: o.Name, Image: img.ID.String(), ImageRef: o.Image, Created: time.Now().UTC(),
-		Cwd: o.Cwd, User: o.User, Hostname: o.Hostname, Volumes: o.Volumes, Remove: o.Remove}
+		Cwd: o.Cwd, User: o.User, Hostname: o.Hostname, Volumes: o.Volumes, Remove: o.Remove, Network: o.Network}
 	if meta.Security, err = o.Security.checked(); err != nil {
 		return nil, err
 	}
@@ -209,7 +210,7 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 		meta.Name = "snap_" + id[:8]
 	}
 	if meta.Hostname == "" {
-		meta.Hostname = id[:12]
+		meta.Hostname = defaultHostname(meta.Network, id)
 	}
 	cfg := img.Config.Config
 	meta.TTY, meta.Interactive = o.TTY, o.Interactive
@@ -231,12 +232,7 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 	if len(meta.Args) == 0 {
 		return nil, fmt.Errorf("image %s: no command given and the image has none", o.Image)
 	}
-	meta.Env = slices.Clone(cfg.Env)
-	if !slices.ContainsFunc(meta.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
-		meta.Env = append(meta.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	}
-	meta.Env = append(meta.Env, "HOSTNAME="+meta.Hostname)
-	meta.Env = append(meta.Env, o.Env...)
+	meta.Env = containerEnv(cfg.Env, o.Env)
 	if meta.Cwd == "" {
 		meta.Cwd = cfg.WorkingDir
 	}
@@ -261,7 +257,7 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 			return nil, err
 		}
 	}
-	if err := writeInit(filepath.Join(tmp, "init"), meta, cfg.Volumes); err != nil {
+	if err := writeInit(filepath.Join(tmp, "init"), layers, meta, cfg.Volumes); err != nil {
 		return nil, err
 	}
 	b, _ := json.MarshalIndent(meta, "", "  ")
@@ -312,37 +308,6 @@ func (m *Manager) lockContainers() (unlock func(), err error) {
 		return nil, fmt.Errorf("containers lock: %w", err)
 	}
 	return func() { f.Close() }, nil
-}
-
-// writeInit makes the init layer: the files and mount points the runtime
-// needs, so they never land in the container's upper and never in a commit.
-func writeInit(dir string, meta *Meta, imageVolumes map[string]struct{}) error {
-	points := []string{"proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue", "etc"}
-	for v := range imageVolumes {
-		points = append(points, strings.TrimPrefix(v, "/"))
-	}
-	for _, v := range meta.Volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) >= 2 {
-			points = append(points, strings.TrimPrefix(parts[1], "/"))
-		}
-	}
-	for _, p := range points {
-		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
-			return err
-		}
-	}
-	files := map[string]string{
-		"etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + meta.Hostname + "\n",
-		"etc/hostname":    meta.Hostname + "\n",
-		"etc/resolv.conf": "",
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Mount mounts the container's overlay rootfs if it is not mounted. An

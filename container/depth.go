@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -37,7 +38,7 @@ const (
 //
 // limit and step are maxStack and flattenStep but in tests.
 func (m *Manager) mountLowers(extra []string, img *store.Image, layers []string, limit, step int) ([]string, error) {
-	lowers := append(slicesClone(extra), layers...)
+	lowers := append(slices.Clone(extra), layers...)
 	if len(lowers) <= limit {
 		return lowers, nil
 	}
@@ -60,7 +61,7 @@ func (m *Manager) mountLowers(extra []string, img *store.Image, layers []string,
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", img.ID, err)
 	}
-	return append(append(slicesClone(extra), layers[:n-b]...), flat), nil
+	return append(append(slices.Clone(extra), layers[:n-b]...), flat), nil
 }
 
 // flatLower returns the flattened lower of the bottom b layers: the

@@ -1,20 +1,246 @@
 package container
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
 	"strings"
+	"syscall"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
-// applyMounts adds the container's volumes to the spec.
+// ErrVolume is returned (wrapped) for a volume spec snap cannot use.
+var ErrVolume = errors.New("invalid volume")
+
+// volume is one bind mount, docker run's -v HOST:CTR[:ro|rw].
+type volume struct {
+	Source   string
+	Dest     string // clean and absolute
+	ReadOnly bool
+}
+
+// parseVolume reads HOST:CTR[:ro|rw]. The destination is cleaned as
+// docker's parser cleans it: "/../../tmp/x" is "/tmp/x", inside the rootfs.
+func parseVolume(v string) (volume, error) {
+	p := strings.Split(v, ":")
+	if len(p) < 2 || len(p) > 3 || p[0] == "" || !path.IsAbs(p[1]) || (len(p) == 3 && p[2] != "ro" && p[2] != "rw") {
+		return volume{}, fmt.Errorf("volume %q: want HOST:CTR[:ro|rw], CTR absolute: %w", v, ErrVolume)
+	}
+	dest := cleanDest(p[1])
+	if dest == "/" {
+		return volume{}, fmt.Errorf("volume %q: the destination can't be '/': %w", v, ErrVolume)
+	}
+	return volume{Source: p[0], Dest: dest, ReadOnly: len(p) == 3 && p[2] == "ro"}, nil
+}
+
+// cleanDest makes a path from an image or a user absolute and clean, so a
+// leading ".." stays at the root.
+func cleanDest(p string) string { return path.Clean("/" + p) }
+
+// applyMounts adds the container's volumes to the spec, parents before
+// children as docker sorts them. runc resolves each destination inside the
+// rootfs when it mounts (securejoin), where the init layer has the mount
+// point ready (writeInit), so none lands in the container's upper.
 func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
+	if err := makeWorkdir(rootfs, meta.Cwd); err != nil {
+		return err
+	}
+	var vols []volume
 	for _, v := range meta.Volumes {
-		parts := strings.Split(v, ":")
-		opts := []string{"rbind", "rw"}
-		if len(parts) == 3 && parts[2] == "ro" {
-			opts = []string{"rbind", "ro"}
+		vol, err := parseVolume(v)
+		if err != nil {
+			return err
 		}
-		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: parts[1], Type: "bind", Source: parts[0], Options: opts})
+		// docker's -v makes a missing host directory.
+		if _, err := os.Stat(vol.Source); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(vol.Source, 0o755); err != nil {
+				return fmt.Errorf("volume %s: %w", vol.Source, err)
+			}
+		}
+		vols = append(vols, vol)
+	}
+	slices.SortStableFunc(vols, func(a, b volume) int {
+		return strings.Count(a.Dest, "/") - strings.Count(b.Dest, "/")
+	})
+	for _, vol := range vols {
+		opts := []string{"rbind", "rprivate", "rw"}
+		if vol.ReadOnly {
+			opts[2] = "ro"
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: vol.Dest, Type: "bind", Source: vol.Source, Options: opts})
 	}
 	return nil
+}
+
+// makeWorkdir makes the working directory as docker makes it before the
+// process starts: resolved inside the rootfs (a symlink on the way, even a
+// dangling one, is followed there, never to the host), the missing part
+// made 0755. runc would make it only through symlinks that resolve.
+func makeWorkdir(rootfs, cwd string) error {
+	p, err := securejoin.SecureJoin(rootfs, cwd)
+	if err != nil {
+		return fmt.Errorf("working directory %s: %w", cwd, err)
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	rel := strings.TrimPrefix(p, rootfs)
+	if err := pathrs.MkdirAll(rootfs, rel, 0o755); err != nil {
+		return fmt.Errorf("working directory %s: %w", cwd, err)
+	}
+	return nil
+}
+
+// imageFS looks paths up in a stack of overlay lower dirs, top-most first,
+// as the overlay mount will show them: whiteouts (char 0/0) and opaque
+// directories hide what is below. Each dir is opened as an os.Root, so no
+// lookup leaves it.
+type imageFS struct {
+	dirs  []string
+	roots []*os.Root
+}
+
+func openImageFS(dirs []string) (*imageFS, error) {
+	v := &imageFS{dirs: dirs}
+	for _, d := range dirs {
+		r, err := os.OpenRoot(d)
+		if err != nil {
+			v.close()
+			return nil, err
+		}
+		v.roots = append(v.roots, r)
+	}
+	return v, nil
+}
+
+func (v *imageFS) close() {
+	for _, r := range v.roots {
+		r.Close()
+	}
+}
+
+// lstat finds rel (clean, relative, no symlink among its parents in the
+// merged view) and returns its entry and the layer holding it.
+func (v *imageFS) lstat(rel string) (fs.FileInfo, int, error) {
+	parts := strings.Split(rel, "/")
+	for i, r := range v.roots {
+		present, last := true, false
+		for n := 1; n < len(parts); n++ {
+			a := strings.Join(parts[:n], "/")
+			fi, err := r.Lstat(a)
+			if errors.Is(err, fs.ErrNotExist) {
+				present = false
+				break
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			if !fi.IsDir() { // a whiteout, a file or a symlink ends the lower dirs' part
+				present, last = false, true
+				break
+			}
+			if opaque(path.Join(v.dirs[i], a)) {
+				last = true
+			}
+		}
+		if present {
+			fi, err := r.Lstat(rel)
+			if err == nil {
+				if isWhiteout(fi) {
+					return nil, 0, fs.ErrNotExist
+				}
+				return fi, i, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, 0, err
+			}
+		}
+		if last {
+			break
+		}
+	}
+	return nil, 0, fs.ErrNotExist
+}
+
+func isWhiteout(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode()&fs.ModeCharDevice != 0 && st.Rdev == 0
+}
+
+func opaque(p string) bool {
+	buf := make([]byte, 1)
+	for _, k := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+		if n, err := unix.Lgetxattr(p, k, buf); err == nil && n == 1 && buf[0] == 'y' {
+			return true
+		}
+	}
+	return false
+}
+
+// maxLinks is securejoin's bound on the symlinks one path may go through.
+const maxLinks = 255
+
+// resolve follows dest through the merged view as securejoin does at the
+// root: absolute symlinks start again at the root, ".." never climbs above
+// it. It returns the path relative to the root with no symlink left in it,
+// and the entry there (nil when there is none).
+func (v *imageFS) resolve(dest string) (string, fs.FileInfo, error) {
+	var cur []string
+	rest := strings.Split(dest, "/")
+	for links := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) > 0 {
+				cur = cur[:len(cur)-1]
+			}
+			continue
+		}
+		p := strings.Join(append(cur, c), "/")
+		e, layer, err := v.lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			cur = append(cur, c)
+		case err != nil:
+			return "", nil, fmt.Errorf("%s: %w", dest, err)
+		case e.Mode()&fs.ModeSymlink != 0:
+			if links++; links > maxLinks {
+				return "", nil, fmt.Errorf("%s: %w", dest, unix.ELOOP)
+			}
+			target, err := v.roots[layer].Readlink(p)
+			if err != nil {
+				return "", nil, fmt.Errorf("%s: %w", dest, err)
+			}
+			if path.IsAbs(target) {
+				cur = nil
+			}
+			rest = append(strings.Split(target, "/"), rest...)
+		case !e.IsDir() && slices.ContainsFunc(rest, func(s string) bool { return s != "" && s != "." }):
+			return "", nil, fmt.Errorf("%s: /%s is not a directory: %w", dest, p, unix.ENOTDIR)
+		default:
+			cur = append(cur, c)
+		}
+	}
+	rel := strings.Join(cur, "/")
+	if rel == "" {
+		return "", nil, fmt.Errorf("%s: resolves to the root itself: %w", dest, ErrVolume)
+	}
+	fi, _, err := v.lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return rel, nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", dest, err)
+	}
+	return rel, fi, nil
 }

@@ -9,9 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -159,12 +156,12 @@ func (m *Manager) startInit(meta *Meta, rootfs string, att *attachment) (*libcon
 	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
 	}
-	uid, gid, err := lookupUser(rootfs, meta.User)
+	u, err := lookupUser(rootfs, meta.User)
 	if err != nil {
 		c.Destroy()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("container %s: %w", meta.Name, err)
 	}
-	p := &libcontainer.Process{Args: meta.Args, Env: meta.Env, Cwd: meta.Cwd, UID: uid, GID: gid, Init: true,
+	p := &libcontainer.Process{Args: meta.Args, Env: u.withHome(processEnv(meta)), Cwd: meta.Cwd, UID: u.UID, GID: u.GID, AdditionalGroups: u.Groups, Init: true,
 		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
 	if err := att.prepare(p); err != nil {
 		c.Destroy()
@@ -235,42 +232,6 @@ func exitStatus(state *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
-}
-
-// lookupUser resolves USER ("name", "uid", "uid:gid") in the rootfs' passwd.
-func lookupUser(rootfs, user string) (int, int, error) {
-	if user == "" {
-		return 0, 0, nil
-	}
-	name, group, _ := strings.Cut(user, ":")
-	uid, gid := -1, 0
-	if n, err := strconv.Atoi(name); err == nil {
-		uid = n
-	}
-	if b, err := os.ReadFile(filepath.Join(rootfs, "etc/passwd")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Split(line, ":")
-			if len(f) < 4 {
-				continue
-			}
-			if f[0] == name || f[2] == name {
-				uid, _ = strconv.Atoi(f[2])
-				gid, _ = strconv.Atoi(f[3])
-				break
-			}
-		}
-	}
-	if uid < 0 {
-		return 0, 0, fmt.Errorf("user %q: not in the image's /etc/passwd", name)
-	}
-	if group != "" {
-		g, err := strconv.Atoi(group)
-		if err != nil {
-			return 0, 0, fmt.Errorf("group %q: want a number", group)
-		}
-		gid = g
-	}
-	return uid, gid, nil
 }
 
 // Status is docker's words for the container's state ("Up 2 minutes",
@@ -472,14 +433,14 @@ func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) 
 	if st, _ := c.Status(); st != libcontainer.Running {
 		return 0, fmt.Errorf("container %s is not running", meta.Name)
 	}
-	uid, gid, err := lookupUser(m.Rootfs(meta.ID), meta.User)
+	u, err := lookupUser(m.Rootfs(meta.ID), meta.User)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}
 	if cwd == "" {
 		cwd = meta.Cwd
 	}
-	p := &libcontainer.Process{Args: args, Env: append(slicesClone(meta.Env), env...), Cwd: cwd, UID: uid, GID: gid,
+	p := &libcontainer.Process{Args: args, Env: u.withHome(processEnv(meta, env)), Cwd: cwd, UID: u.UID, GID: u.GID, AdditionalGroups: u.Groups,
 		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
 	sigs := catchSignals()
 	defer sigs.stop()
@@ -493,5 +454,3 @@ func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) 
 	}
 	return exitStatus(state), nil
 }
-
-func slicesClone(s []string) []string { return append([]string(nil), s...) }

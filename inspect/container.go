@@ -37,6 +37,10 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		img.Config = &Config{}
 	}
 	cfg := containerConfig(meta, img.Config)
+	network := container.NetworkNone
+	if meta.Network == container.NetworkHost {
+		network = container.NetworkHost
+	}
 	v := &Container{
 		ID:      meta.ID,
 		Created: formatTime(meta.Created),
@@ -54,7 +58,7 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		Platform:       "linux",
 		HostConfig: &HostConfig{
 			Binds:         meta.Volumes,
-			NetworkMode:   "none",
+			NetworkMode:   network,
 			PortBindings:  map[Port][]PortBinding{},
 			RestartPolicy: RestartPolicy{Name: "no"},
 			AutoRemove:    meta.Remove,
@@ -64,7 +68,7 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		Config:      cfg,
 		NetworkSettings: &NetworkSettings{
 			Ports:    map[Port][]PortBinding{},
-			Networks: map[string]*EndpointSettings{"none": {}},
+			Networks: map[string]*EndpointSettings{network: {}},
 		},
 	}
 	if len(meta.Args) > 0 {
