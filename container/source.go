@@ -41,22 +41,23 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 	}
 	cfg := full.Config
 	cfg.Env, cfg.WorkingDir, cfg.User = meta.Env, meta.Cwd, meta.User
-	if ep := meta.Entrypoint; ep != nil { // docker commits the container's
-		cfg.Entrypoint, cfg.Cmd = slices.Clip(*ep), slices.Clip(meta.Args[len(*ep):])
-		if len(cfg.Entrypoint) == 0 {
-			cfg.Entrypoint = nil
-		}
-		if len(cfg.Cmd) == 0 {
-			cfg.Cmd = nil
-		}
-	} else if len(cfg.Entrypoint) == 0 {
-		cfg.Cmd = meta.Args
+	// docker commits the container's config: its entrypoint (the image's
+	// unless --entrypoint replaced it) and its Cmd, what followed the
+	// entrypoint on the command line (the image's when nothing did).
+	ep := cfg.Entrypoint
+	if meta.Entrypoint != nil {
+		ep = *meta.Entrypoint
 	}
+	cmd := meta.Args
+	if len(ep) <= len(cmd) && slices.Equal(cmd[:len(ep)], ep) {
+		cmd = cmd[len(ep):]
+	}
+	cfg.Entrypoint, cfg.Cmd = nilIfEmpty(ep), nilIfEmpty(cmd)
 	o := &commit.Opened{
 		Changes:   diff.Overlay{Upper: m.Upper(meta.ID), Lowers: lowers},
 		Diff:      diff.Merged{Upper: m.Upper(meta.ID), Lowers: lowers},
 		Base:      img,
-		CreatedBy: strings.Join(meta.Args, " "),
+		CreatedBy: strings.Join(cfg.Cmd, " "), // docker's: the Cmd alone
 		Config:    &cfg,
 	}
 	if s.Pause {
@@ -95,4 +96,11 @@ func pause(ctx context.Context, c *libcontainer.Container) error {
 		}
 	}
 	return err
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clip(s)
 }

@@ -469,12 +469,15 @@ func TestEntrypoint(t *testing.T) {
 		if got := e.must("inspect", "-f", format, name); got != tc.want {
 			t.Errorf("inspect of create %q: %s, want %s", tc.args, got, tc.want)
 		}
-		if tc.args[0] != "--entrypoint" {
-			continue // the image's entrypoint: commit's own business
-		}
 		e.must("commit", name, name+":1")
 		if got := e.must("inspect", "-f", format, name+":1"); got != tc.want {
 			t.Errorf("commit of create %q: %s, want %s", tc.args, got, tc.want)
+		}
+		// docker's history names the container's Cmd alone.
+		var cmd []string
+		json.Unmarshal([]byte(strings.SplitN(strings.TrimSpace(tc.want), " ", 2)[1]), &cmd)
+		if got := strings.Split(e.must("history", "--no-trunc", "--format", "{{.CreatedBy}}", name+":1"), "\n")[0]; got != strings.Join(cmd, " ") {
+			t.Errorf("history of the commit of create %q: created by %q, want %q", tc.args, got, strings.Join(cmd, " "))
 		}
 	}
 }
