@@ -47,7 +47,7 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 	}
 	cfg := c.Config()
 	o := &commit.Opened{CreatedBy: strings.Join(bundleArgs(cfg.Labels), " ")}
-	upper, lowers, err := overlayOf(cfg.Rootfs)
+	upper, lowers, err := overlayOf(cfg.Rootfs, filepath.Join(st.Root(), "layers"))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,8 @@ func bundleArgs(labels []string) []string {
 
 // overlayOf finds the overlay mounted at rootfs and returns its upper and
 // lowers (top-most first); empty when rootfs is not an overlay mount.
-func overlayOf(rootfs string) (string, []string, error) {
+// Relative layer names are taken relative to relTo (see overlayDirs).
+func overlayOf(rootfs, relTo string) (string, []string, error) {
 	real, err := filepath.EvalSymlinks(rootfs)
 	if err != nil {
 		return "", nil, fmt.Errorf("rootfs %s: %w", rootfs, err)
@@ -123,15 +124,9 @@ func overlayOf(rootfs string) (string, []string, error) {
 	if len(mounts) == 0 || mounts[len(mounts)-1].FSType != "overlay" {
 		return "", nil, nil
 	}
-	var upper string
-	var lowers []string
-	for _, opt := range strings.Split(mounts[len(mounts)-1].VFSOptions, ",") {
-		if v, ok := strings.CutPrefix(opt, "upperdir="); ok {
-			upper = v
-		}
-		if v, ok := strings.CutPrefix(opt, "lowerdir="); ok {
-			lowers = strings.Split(v, ":")
-		}
+	upper, lowers, err := overlayDirs(mounts[len(mounts)-1].VFSOptions, relTo)
+	if err != nil {
+		return "", nil, fmt.Errorf("rootfs %s: %w", rootfs, err)
 	}
 	if upper == "" {
 		return "", nil, fmt.Errorf("rootfs %s is a read-only overlay: nothing to commit", rootfs)
@@ -156,4 +151,46 @@ func imageOfLayers(st *store.Store, lowers []string) (*store.Image, error) {
 		}
 	}
 	return nil, fmt.Errorf("the rootfs lowers are no image of the store: give --base IMAGE")
+}
+
+// overlayDirs reads an overlay's layers from its mount options: lowerdir=
+// (colon-separated, the mount(2) way) or one lowerdir+= per lower (the way
+// snap and newer tools mount, which lifts the page limit on the options).
+// A relative name is relative to the mounter's working directory, which
+// mountinfo does not keep: snap mounts its own relative to its store's
+// layers (relTo); a name that is not found there is refused, never guessed.
+func overlayDirs(options, relTo string) (upper string, lowers []string, err error) {
+	abs := func(p string) (string, error) {
+		if filepath.IsAbs(p) {
+			return p, nil
+		}
+		q := filepath.Join(relTo, p)
+		if _, err := os.Stat(q); err != nil {
+			return "", fmt.Errorf("overlay layer %q is named relative to the directory it was mounted from, and is not in %s", p, relTo)
+		}
+		return q, nil
+	}
+	for _, opt := range strings.Split(options, ",") {
+		key, v, _ := strings.Cut(opt, "=")
+		var dirs []string
+		switch key {
+		case "upperdir", "lowerdir+":
+			dirs = []string{v}
+		case "lowerdir":
+			dirs = strings.Split(v, ":")
+		default:
+			continue
+		}
+		for i, d := range dirs {
+			if dirs[i], err = abs(d); err != nil {
+				return "", nil, err
+			}
+		}
+		if key == "upperdir" {
+			upper = dirs[0]
+		} else {
+			lowers = append(lowers, dirs...)
+		}
+	}
+	return upper, lowers, nil
 }
