@@ -1,0 +1,90 @@
+package container
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/console"
+	"golang.org/x/sys/unix"
+)
+
+// TestHostStdioNeverEntersContainer: a process of a run or an exec gets
+// pipes (or /dev/null) for its stdin, stdout and stderr, never the file
+// snap has there, as docker's never does. Given the user's terminal, a
+// process left behind by an exec read what the user typed at the host's
+// shell after the exec had returned; given a host file (snap's output
+// redirected), the process could reopen it through /proc/self/fd and read
+// or truncate what it held before.
+func TestHostStdioNeverEntersContainer(t *testing.T) {
+	_, m := setup(t)
+	// The shell's own fds, as the process got them, into a file of the
+	// container's.
+	// (busybox runs readlink in the shell itself: its output goes through
+	// a subshell's pipe, never through the shell's own fds.)
+	const show = `l=$(for n in 0 1 2; do readlink /proc/$$/fd/$n; done); echo "$l" >/fds`
+	stdio := map[string]func(t *testing.T) Stdio{
+		"terminal": func(t *testing.T) Stdio {
+			pty, slave, err := console.NewPty()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { pty.Close() })
+			f, err := os.OpenFile(slave, os.O_RDWR|unix.O_NOCTTY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return Stdio{In: f, Out: f, Err: f}
+		},
+		"file": func(t *testing.T) Stdio {
+			f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return Stdio{In: f, Out: f, Err: f}
+		},
+	}
+	check := func(t *testing.T, meta *Meta) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(m.Upper(meta.ID), "fds"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if !strings.HasPrefix(l, "pipe:") && l != "/dev/null" {
+				t.Errorf("fd %d of the process is %s, want a pipe or /dev/null", n, l)
+			}
+		}
+	}
+	for name, mk := range stdio {
+		t.Run("run/"+name, func(t *testing.T) {
+			meta, err := m.Create(CreateOptions{Image: "base:1", Interactive: true, Args: []string{"sh", "-c", show}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Remove(meta, true)
+			if code, err := m.Start(context.Background(), meta, mk(t), false); err != nil || code != 0 {
+				t.Fatalf("run: %d, %v", code, err)
+			}
+			check(t, meta)
+		})
+		t.Run("exec/"+name, func(t *testing.T) {
+			meta, err := m.Create(CreateOptions{Image: "base:1", Args: []string{"sleep", "600"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Remove(meta, true)
+			if _, err := m.Start(context.Background(), meta, Stdio{}, true); err != nil {
+				t.Fatal(err)
+			}
+			if code, err := m.Exec(meta, []string{"sh", "-c", show}, nil, "", mk(t)); err != nil || code != 0 {
+				t.Fatalf("exec: %d, %v", code, err)
+			}
+			check(t, meta)
+		})
+	}
+}
