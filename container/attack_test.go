@@ -88,3 +88,36 @@ func TestHostStdioNeverEntersContainer(t *testing.T) {
 		})
 	}
 }
+
+// TestUsernsWorkdirMade: a working directory the image lacks is made in a
+// container with a user namespace as without one, owned by the container's
+// root (on disk too, what a commit records). snap made it as the host's
+// root, an id the idmapped upper cannot store: EOVERFLOW, and no run.
+func TestUsernsWorkdirMade(t *testing.T) {
+	st, m := setup(t)
+	// The range's root walks from / to the rootfs.
+	for d := filepath.Dir(st.Root()); d != "/tmp"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cwd := range []string{"/newdir/deeper", "/tmp/x", "/root/y"} {
+		t.Run(cwd, func(t *testing.T) {
+			meta, err := m.Create(CreateOptions{Image: "base:1", Cwd: cwd, Security: Security{Userns: &Userns{Auto: true}},
+				Args: []string{"sh", "-c", `echo "$PWD $(stat -c %u:%g .)"`}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Remove(meta, true)
+			var out strings.Builder
+			code, err := m.Start(context.Background(), meta, Stdio{Out: &out, Err: &out}, false)
+			if err != nil || code != 0 || out.String() != cwd+" 0:0\n" {
+				t.Fatalf("run -w %s: %q exit %d, %v; want %q", cwd, out.String(), code, err, cwd+" 0:0\n")
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(m.Upper(meta.ID), cwd), &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+				t.Errorf("upper %s: %d:%d on disk, %v; want 0:0", cwd, st.Uid, st.Gid, err)
+			}
+		})
+	}
+}

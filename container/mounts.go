@@ -49,7 +49,7 @@ func cleanDest(p string) string { return path.Clean("/" + p) }
 // rootfs when it mounts (securejoin), where the init layer has the mount
 // point ready (writeInit), so none lands in the container's upper.
 func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
-	if err := makeWorkdir(rootfs, meta.Cwd); err != nil {
+	if err := makeWorkdir(rootfs, meta); err != nil {
 		return err
 	}
 	var vols []volume
@@ -83,7 +83,23 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 // process starts: resolved inside the rootfs (a symlink on the way, even a
 // dangling one, is followed there, never to the host), the missing part
 // made 0755. runc would make it only through symlinks that resolve.
-func makeWorkdir(rootfs, cwd string) error {
+//
+// In a user namespace it is made as the container's root: the idmapped
+// upper stores the ids of the range alone, and the host's root is none of
+// them (EOVERFLOW).
+func makeWorkdir(rootfs string, meta *Meta) error {
+	if u := meta.Security.Userns; u != nil {
+		uid, okU := hostID(u.UIDMap, 0)
+		gid, okG := hostID(u.GIDMap, 0)
+		if !okU || !okG {
+			return fmt.Errorf("userns: %w", ErrHostRoot)
+		}
+		return asMounter(int(uid), int(gid), func() error { return makeWorkdirHere(rootfs, meta.Cwd) })
+	}
+	return makeWorkdirHere(rootfs, meta.Cwd)
+}
+
+func makeWorkdirHere(rootfs, cwd string) error {
 	p, err := securejoin.SecureJoin(rootfs, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", cwd, err)
