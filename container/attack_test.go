@@ -121,3 +121,35 @@ func TestUsernsWorkdirMade(t *testing.T) {
 		})
 	}
 }
+
+// TestUsernsVolumeMade: a missing -v host directory that snap makes for a
+// container with a user namespace is its root's, as docker's userns-remap
+// makes it, so the container can write in it; what existed stays as it was.
+func TestUsernsVolumeMade(t *testing.T) {
+	st, m := setup(t)
+	for d := filepath.Dir(st.Root()); d != "/tmp"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "new", "vol")
+	meta, err := m.Create(CreateOptions{Image: "base:1", Volumes: []string{src + ":/data"}, Security: Security{Userns: &Userns{Auto: true}},
+		Args: []string{"sh", "-c", "touch /data/x && stat -c %u:%g /data/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(meta, true)
+	var out strings.Builder
+	if code, err := m.Start(context.Background(), meta, Stdio{Out: &out, Err: &out}, false); err != nil || code != 0 || out.String() != "0:0\n" {
+		t.Fatalf("touch in a made volume: %q exit %d, %v", out.String(), code, err)
+	}
+	root, _ := hostID(meta.Security.Userns.UIDMap, 0)
+	group, _ := hostID(meta.Security.Userns.GIDMap, 0)
+	for p, want := range map[string][2]uint32{dir: {0, 0}, filepath.Dir(src): {root, group}, src: {root, group}, filepath.Join(src, "x"): {root, group}} {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil || [2]uint32{st.Uid, st.Gid} != want {
+			t.Errorf("%s: %d:%d, %v; want %v", p, st.Uid, st.Gid, err, want)
+		}
+	}
+}

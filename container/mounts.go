@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -60,7 +61,7 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 		}
 		// docker's -v makes a missing host directory.
 		if _, err := os.Stat(vol.Source); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(vol.Source, 0o755); err != nil {
+			if err := mkdirAllOwned(vol.Source, meta.Security.Userns); err != nil {
 				return fmt.Errorf("volume %s: %w", vol.Source, err)
 			}
 		}
@@ -75,6 +76,37 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 			opts[2] = "ro"
 		}
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: vol.Dest, Type: "bind", Source: vol.Source, Options: opts})
+	}
+	return nil
+}
+
+// mkdirAllOwned is os.MkdirAll, the directories it makes owned by the
+// container's root, as docker's userns-remap makes them: made as the
+// host's root, a volume the container's root could not write to.
+func mkdirAllOwned(dir string, u *Userns) error {
+	if u == nil {
+		return os.MkdirAll(dir, 0o755)
+	}
+	uid, okU := hostID(u.UIDMap, 0)
+	gid, okG := hostID(u.GIDMap, 0)
+	if !okU || !okG {
+		return fmt.Errorf("userns: %w", ErrHostRoot)
+	}
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		} else if err == nil {
+			if err := os.Lchown(missing[i], int(uid), int(gid)); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
