@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/console"
 	"golang.org/x/sys/unix"
@@ -151,5 +152,44 @@ func TestUsernsVolumeMade(t *testing.T) {
 		if err := unix.Lstat(p, &st); err != nil || [2]uint32{st.Uid, st.Gid} != want {
 			t.Errorf("%s: %d:%d, %v; want %v", p, st.Uid, st.Gid, err, want)
 		}
+	}
+}
+
+// TestOutputNeverBlocks: when snap cannot write a process's output (a full
+// disk under the log), the rest is dropped and the process runs on, as
+// docker drops what it cannot log; it never blocks on a full pipe.
+func TestOutputNeverBlocks(t *testing.T) {
+	_, m := setup(t)
+	p := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := os.Open(p) // read-only: every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	meta, err := m.Create(CreateOptions{Image: "base:1", Args: []string{"dd", "if=/dev/zero", "bs=64k", "count=64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(meta, true)
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := m.Start(context.Background(), meta, Stdio{Out: bad, Err: bad}, false)
+		done <- result{code, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.code != 0 {
+			t.Errorf("run: exit %d, %v; want 0", r.code, r.err)
+		}
+	case <-time.After(time.Minute): // a bound on a hang, not a timing
+		m.Kill(meta, unix.SIGKILL)
+		t.Fatal("the process still blocks on its output after a minute")
 	}
 }

@@ -105,7 +105,12 @@ func (a *attachment) hideWriter(w io.Writer) (io.Writer, error) {
 	a.copies.Add(1)
 	go func() {
 		defer a.copies.Done()
-		io.Copy(f, pr)
+		// A failed write (a full disk under the log) drops the rest, as
+		// docker drops what it cannot log: the process never blocks on
+		// a pipe nobody reads.
+		if _, err := io.Copy(f, pr); err != nil {
+			io.Copy(io.Discard, pr)
+		}
 	}()
 	return pw, nil
 }
