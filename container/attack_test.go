@@ -2,14 +2,22 @@ package container
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/containerd/console"
+	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
+
+	"snap/commit"
+	"snap/diff"
+	"snap/store"
 )
 
 // TestHostStdioNeverEntersContainer: a process of a run or an exec gets
@@ -191,5 +199,88 @@ func TestOutputNeverBlocks(t *testing.T) {
 	case <-time.After(time.Minute): // a bound on a hang, not a timing
 		m.Kill(meta, unix.SIGKILL)
 		t.Fatal("the process still blocks on its output after a minute")
+	}
+}
+
+// walkFrozen wraps a change source and records, at the start and at the
+// end of its walk, whether the container is frozen.
+type walkFrozen struct {
+	diff.Source
+	m      *Manager
+	meta   *Meta
+	thawed *atomic.Int32
+}
+
+func (w walkFrozen) Walk(ctx context.Context, fn func(diff.Change) error) error {
+	check := func() {
+		c, err := libcontainer.Load(w.m.State, w.meta.ID)
+		if st, _ := c.Status(); err != nil || st != libcontainer.Paused {
+			w.thawed.Add(1)
+		}
+	}
+	check()
+	err := w.Source.Walk(ctx, fn)
+	check()
+	return err
+}
+
+type walkFrozenSource struct {
+	Source
+	m      *Manager
+	thawed *atomic.Int32
+}
+
+func (s walkFrozenSource) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
+	o, err := s.Source.Open(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := s.m.Get(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	o.Changes = walkFrozen{o.Changes, s.m, meta, s.thawed}
+	return o, nil
+}
+
+// TestConcurrentCommitsStayFrozen: commits of one running container at the
+// same time each walk it frozen, and each succeeds. One commit's resume
+// thawed the container while another walked it (a torn layer), and the
+// other's own resume then failed, after its image was tagged.
+func TestConcurrentCommitsStayFrozen(t *testing.T) {
+	st, m := setup(t)
+	meta, err := m.Create(CreateOptions{Image: "base:1", Name: "busy", Args: []string{"sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /f$((i%20)); done"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(meta, true)
+	if _, err := m.Start(context.Background(), meta, Stdio{}, true); err != nil {
+		t.Fatal(err)
+	}
+	var thawed atomic.Int32
+	const rounds, n = 5, 6
+	for r := range rounds {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = commit.Commit(context.Background(), st, walkFrozenSource{Source{Name: "busy", Pause: true}, m, &thawed},
+					commit.Options{Tag: fmt.Sprintf("busy:%d-%d", r, i)})
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d, commit %d: %v", r, i, err)
+			}
+		}
+	}
+	if k := thawed.Load(); k > 0 {
+		t.Errorf("%d walks began or ended on a container that was not frozen", k)
+	}
+	if s := m.Status(meta); !strings.HasPrefix(s, "Up ") || strings.Contains(s, "Paused") {
+		t.Errorf("after the commits the container is %q", s)
 	}
 }
