@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"runtime"
@@ -12,6 +14,7 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"snap/container"
 )
@@ -102,7 +105,7 @@ func securityOpt(opt string, s *container.Security) error {
 		case "builtin":
 			s.Seccomp = "" // docker's name for its default profile
 		default:
-			b, err := os.ReadFile(v)
+			b, err := readProfile(v)
 			if err != nil {
 				return fmt.Errorf("seccomp profile %s: %w", v, err)
 			}
@@ -115,6 +118,38 @@ func securityOpt(opt string, s *container.Security) error {
 		return nil
 	}
 	return usagef("--security-opt %q: unknown option (snap takes seccomp=... and no-new-privileges)", opt)
+}
+
+// maxProfile bounds a seccomp profile: docker's default one is 25 KB.
+const maxProfile = 4 << 20
+
+// errNotProfile is returned (wrapped) for a profile path snap will not read.
+var errNotProfile = errors.New("not a regular file of at most 4 MiB")
+
+// readProfile reads a seccomp profile: a regular file, bounded. A FIFO
+// would block the open and the read forever (a signal cannot end snap
+// there), /dev/zero would be read until memory ran out.
+func readProfile(name string) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxProfile {
+		return nil, errNotProfile
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxProfile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxProfile {
+		return nil, errNotProfile
+	}
+	return b, nil
 }
 
 // nanoCPUs parses --cpus exactly (1.5 is 1500000000), as docker does,

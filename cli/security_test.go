@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"snap/container"
 )
@@ -81,6 +83,39 @@ func TestSecurityFlagsParse(t *testing.T) {
 		var ue usageError
 		if err == nil || errors.As(err, &ue) != tc.usage {
 			t.Errorf("%q: %v; want an error, a usage error: %v", tc.args, err, tc.usage)
+		}
+	}
+}
+
+// TestSeccompProfileNotAFile: a profile path that is not a regular file, or
+// is too big, is refused at once: a FIFO hung snap in its open (SIGTERM
+// could not end it), /dev/zero was read until memory ran out.
+func TestSeccompProfileNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 1<<40); err != nil { // sparse: a terabyte of nothing
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/zero", dir, big} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := parseSecurity(t, "--security-opt", "seccomp="+p)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errNotProfile) {
+				t.Errorf("seccomp=%s: %v, want %v", p, err, errNotProfile)
+			}
+		case <-time.After(time.Minute): // a bound on a hang, not a timing
+			t.Fatalf("seccomp=%s: still reading after a minute", p)
 		}
 	}
 }

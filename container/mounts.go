@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -49,7 +50,7 @@ func cleanDest(p string) string { return path.Clean("/" + p) }
 // rootfs when it mounts (securejoin), where the init layer has the mount
 // point ready (writeInit), so none lands in the container's upper.
 func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
-	if err := makeWorkdir(rootfs, meta.Cwd); err != nil {
+	if err := makeWorkdir(rootfs, meta); err != nil {
 		return err
 	}
 	var vols []volume
@@ -60,7 +61,7 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 		}
 		// docker's -v makes a missing host directory.
 		if _, err := os.Stat(vol.Source); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(vol.Source, 0o755); err != nil {
+			if err := mkdirAllOwned(vol.Source, meta.Security.Userns); err != nil {
 				return fmt.Errorf("volume %s: %w", vol.Source, err)
 			}
 		}
@@ -79,11 +80,58 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 	return nil
 }
 
+// mkdirAllOwned is os.MkdirAll, the directories it makes owned by the
+// container's root, as docker's userns-remap makes them: made as the
+// host's root, a volume the container's root could not write to.
+func mkdirAllOwned(dir string, u *Userns) error {
+	if u == nil {
+		return os.MkdirAll(dir, 0o755)
+	}
+	uid, okU := hostID(u.UIDMap, 0)
+	gid, okG := hostID(u.GIDMap, 0)
+	if !okU || !okG {
+		return fmt.Errorf("userns: %w", ErrHostRoot)
+	}
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		} else if err == nil {
+			if err := os.Lchown(missing[i], int(uid), int(gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // makeWorkdir makes the working directory as docker makes it before the
 // process starts: resolved inside the rootfs (a symlink on the way, even a
 // dangling one, is followed there, never to the host), the missing part
 // made 0755. runc would make it only through symlinks that resolve.
-func makeWorkdir(rootfs, cwd string) error {
+//
+// In a user namespace it is made as the container's root: the idmapped
+// upper stores the ids of the range alone, and the host's root is none of
+// them (EOVERFLOW).
+func makeWorkdir(rootfs string, meta *Meta) error {
+	if u := meta.Security.Userns; u != nil {
+		uid, okU := hostID(u.UIDMap, 0)
+		gid, okG := hostID(u.GIDMap, 0)
+		if !okU || !okG {
+			return fmt.Errorf("userns: %w", ErrHostRoot)
+		}
+		return asMounter(int(uid), int(gid), func() error { return makeWorkdirHere(rootfs, meta.Cwd) })
+	}
+	return makeWorkdirHere(rootfs, meta.Cwd)
+}
+
+func makeWorkdirHere(rootfs, cwd string) error {
 	p, err := securejoin.SecureJoin(rootfs, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", cwd, err)

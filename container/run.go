@@ -440,13 +440,22 @@ func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) 
 	if cwd == "" {
 		cwd = meta.Cwd
 	}
-	p := &libcontainer.Process{Args: args, Env: u.withHome(processEnv(meta, env)), Cwd: cwd, UID: u.UID, GID: u.GID, AdditionalGroups: u.Groups,
-		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
+	p := &libcontainer.Process{Args: args, Env: u.withHome(processEnv(meta, env)), Cwd: cwd, UID: u.UID, GID: u.GID, AdditionalGroups: u.Groups}
+	// Pipes, never snap's own files (see hideWriter); stdin goes to the
+	// process as it always has for exec.
+	em := *meta
+	em.TTY, em.Interactive = false, true
+	att := newAttachment(&em, stdio)
+	defer att.finish()
+	if err := att.prepare(p); err != nil {
+		return 0, err
+	}
 	sigs := catchSignals()
 	defer sigs.stop()
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}
+	att.started()
 	sigs.to(p)
 	state, err := p.Wait()
 	if state == nil {

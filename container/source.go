@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
 
 	"snap/commit"
 	"snap/diff"
@@ -61,12 +63,23 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		Config:    &cfg,
 	}
 	if s.Pause {
+		// One pausing commit of a container at a time, from before it
+		// looks at the state to after its resume: another's resume
+		// would thaw the container under this walk, and a container
+		// another commit paused would look paused by the user here.
+		unlock, err := m.lockCommit(ctx, meta)
+		if err != nil {
+			return nil, err
+		}
+		o.Close = func() error { unlock(); return nil }
 		if c, err := libcontainer.Load(m.State, meta.ID); err == nil {
 			if st, _ := c.Status(); st == libcontainer.Running {
 				if err := pause(ctx, c); err != nil {
+					unlock()
 					return nil, fmt.Errorf("pause %s: %w", meta.Name, err)
 				}
 				o.Close = func() error {
+					defer unlock()
 					if err := c.Resume(); err != nil {
 						return fmt.Errorf("resume %s: %w", meta.Name, err)
 					}
@@ -76,6 +89,20 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		}
 	}
 	return o, nil
+}
+
+// lockCommit takes the container's commit lock, waiting for the commit
+// holding it until ctx ends.
+func (m *Manager) lockCommit(ctx context.Context, meta *Meta) (unlock func(), err error) {
+	f, err := os.OpenFile(m.path(meta.ID, "commit.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", meta.Name, err)
+	}
+	if err := flockCtx(ctx, f, unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("container %s: %w", meta.Name, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // pause freezes the container, trying again a few times: on cgroup v1 the

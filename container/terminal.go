@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/console"
 	"github.com/opencontainers/runc/libcontainer"
@@ -26,6 +27,8 @@ type attachment struct {
 
 	sock, peer *os.File        // the console socket: ours, and the end the init gets
 	afterStart []*os.File      // the process' ends of pipes, ours to close once it has them
+	readers    []*os.File      // our ends of the output pipes
+	copies     sync.WaitGroup  // the copies from them
 	master     console.Console // the pty's master, once the init sent it
 	output     sync.WaitGroup  // the copy of the pty's output
 	winch      chan os.Signal
@@ -49,7 +52,13 @@ func (a *attachment) prepare(p *libcontainer.Process) error {
 			}
 			p.Stdin = in
 		}
-		p.Stdout, p.Stderr = hideWriter(a.stdio.Out), hideWriter(a.stdio.Err)
+		var err error
+		if p.Stdout, err = a.hideWriter(a.stdio.Out); err != nil {
+			return err
+		}
+		if p.Stderr, err = a.hideWriter(a.stdio.Err); err != nil {
+			return err
+		}
 		return nil
 	}
 	p.Stdout, p.Stderr = nil, nil
@@ -70,24 +79,53 @@ func (a *attachment) prepare(p *libcontainer.Process) error {
 	return nil
 }
 
-// The user's terminal never goes into the container as a file, as docker
-// never hands it over: the process could change its settings, or, with
-// CAP_SYS_ADMIN, type into it (TIOCSTI) after the run. It gets pipes, and
-// snap copies.
+// No file of snap's goes into the container as it is, as docker never
+// hands one over: given the user's terminal, the process could change its
+// settings, read what the user types after the run (a process an exec left
+// behind), or, with CAP_SYS_ADMIN, type into it (TIOCSTI); given a host
+// file (output redirected), it could reopen it through /proc/self/fd and
+// read or truncate what it held before; given a pipe, reopen its other
+// end. It gets pipes of its own, and snap copies.
 
-func hideWriter(w io.Writer) io.Writer {
-	if f, ok := w.(*os.File); ok && isTerminal(f) {
-		return struct{ io.Writer }{f} // exec.Cmd copies from a pipe
+// hideWriter gives the process a pipe that a goroutine copies to w, when
+// w is a file. The copy may outlive the process (a process it left behind
+// holds the pipe): finish waits for it as long as docker waits for an
+// exec's streams, then drops it.
+func (a *attachment) hideWriter(w io.Writer) (io.Writer, error) {
+	f, ok := w.(*os.File)
+	if !ok || f == nil {
+		return w, nil
 	}
-	return w
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("container %s: output: %w", a.meta.Name, err)
+	}
+	a.afterStart = append(a.afterStart, pw)
+	a.readers = append(a.readers, pr)
+	a.copies.Add(1)
+	go func() {
+		defer a.copies.Done()
+		// A failed write (a full disk under the log) drops the rest, as
+		// docker drops what it cannot log: the process never blocks on
+		// a pipe nobody reads.
+		if _, err := io.Copy(f, pr); err != nil {
+			io.Copy(io.Discard, pr)
+		}
+	}()
+	return pw, nil
 }
 
+// streamsGrace is how long the output of a process that has exited is
+// still copied (docker's exec waits 2s for its streams).
+const streamsGrace = 2 * time.Second
+
 // hideReader gives the process a pipe that a goroutine fills from r, when
-// r is a terminal. exec.Cmd's own copy would do, but its Wait waits for
-// that copy, which ends only at the next key pressed after the exit.
+// r is a file. exec.Cmd's own copy would do, but its Wait waits for that
+// copy, which for a terminal ends only at the next key pressed after the
+// exit.
 func (a *attachment) hideReader(r io.Reader) (io.Reader, error) {
 	f, ok := r.(*os.File)
-	if !ok || !isTerminal(f) {
+	if !ok || f == nil {
 		return r, nil
 	}
 	pr, pw, err := os.Pipe()
@@ -100,11 +138,6 @@ func (a *attachment) hideReader(r io.Reader) (io.Reader, error) {
 	}()
 	a.afterStart = append(a.afterStart, pr)
 	return pr, nil
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // size is the user's terminal's size, when there is one.
@@ -203,6 +236,21 @@ func (a *attachment) finish() {
 		}
 	}
 	a.sock, a.peer = nil, nil
+	if a.readers != nil {
+		done := make(chan struct{})
+		go func() {
+			a.copies.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(streamsGrace):
+		}
+		for _, r := range a.readers {
+			r.Close() // ends a copy still reading
+		}
+		a.readers = nil
+	}
 	if a.master != nil {
 		a.output.Wait()
 		a.master.Close()
