@@ -82,11 +82,33 @@ func (m *Manager) path(id string, parts ...string) string {
 	return filepath.Join(append([]string{m.dir, id}, parts...)...)
 }
 
-// Upper, Init, Rootfs and Work are the container's overlay dirs.
-func (m *Manager) Upper(id string) string  { return m.path(id, "upper") }
-func (m *Manager) Init(id string) string   { return m.path(id, "init") }
-func (m *Manager) Rootfs(id string) string { return m.path(id, "rootfs") }
-func (m *Manager) Work(id string) string   { return m.path(id, "work") }
+// Upper, Init and Work are the container's overlay dirs.
+func (m *Manager) Upper(id string) string { return m.path(id, "upper") }
+func (m *Manager) Init(id string) string  { return m.path(id, "init") }
+func (m *Manager) Work(id string) string  { return m.path(id, "work") }
+
+// Rootfs is where the container's overlay is mounted: in its own
+// directory, or, for a container with a user namespace, under ROOT/mnt
+// (see mountDir), where its root can reach it without reaching its upper.
+func (m *Manager) Rootfs(id string) string {
+	if p := filepath.Join(m.mountDir(id), "rootfs"); exists(p) {
+		return p
+	}
+	return m.path(id, "rootfs")
+}
+
+// mountDir holds the rootfs mount point of a container with a user
+// namespace. runc mounts that rootfs from inside the namespace, so the
+// container's root (an unprivileged host id) must be able to walk to it;
+// its own directory, which holds the upper, must stay closed to that id:
+// the upper keeps in-container ids on disk, and a setuid file the
+// container made there is setuid root on the host.
+func (m *Manager) mountDir(id string) string { return filepath.Join(m.st.Root(), "mnt", id) }
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
 
 // List returns every container, oldest first.
 func (m *Manager) List() ([]*Meta, error) {
@@ -281,10 +303,12 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 			return nil, fmt.Errorf("container name %q is already in use", o.Name)
 		}
 	}
-	if err := m.createUserns(meta, o.Security.Userns, tmp); err != nil {
-		return nil, err
+	err = m.createUserns(meta, o.Security.Userns, tmp)
+	if err == nil {
+		err = os.Rename(tmp, m.path(id))
 	}
-	if err := os.Rename(tmp, m.path(id)); err != nil {
+	if err != nil {
+		os.RemoveAll(m.mountDir(id)) // made for a user namespace
 		return nil, err
 	}
 	return meta, nil

@@ -419,6 +419,9 @@ func (m *Manager) Remove(meta *Meta, force bool) error {
 	if err := m.unmount(meta); err != nil {
 		return err
 	}
+	if err := os.RemoveAll(m.mountDir(meta.ID)); err != nil {
+		return err
+	}
 	return os.RemoveAll(m.path(meta.ID))
 }
 

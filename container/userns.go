@@ -245,12 +245,14 @@ func (m *Manager) createUserns(meta *Meta, u *Userns, dir string) error {
 }
 
 // reachable lets the container's root, an unprivileged host id, reach its
-// rootfs, which runc mounts from inside the user namespace: every directory
-// above the container's must be searchable by others, snap's own
-// containers directory is made so (it is 0711, as docker makes its root
-// with --userns-remap: nobody can list it), and the container's directory
-// is searchable by the container's root group alone (0710, docker's answer
-// to CVE-2021-41091: no host user can walk into a rootfs).
+// rootfs, which runc mounts from inside the user namespace: the mount point
+// is ROOT/mnt/ID/rootfs (see mountDir), every directory above ROOT/mnt must
+// be searchable by others, ROOT/mnt is made 0711 (as docker makes its root
+// with --userns-remap: nobody can list it), and ROOT/mnt/ID is searchable
+// by the container's root group alone (0710, docker's answer to
+// CVE-2021-41091: no other host user can walk into the rootfs). The
+// container's own directory (dir, to be renamed to its ID), with the upper,
+// stays 0700: nothing there is the container's root's to reach.
 func (m *Manager) reachable(meta *Meta, dir string) error {
 	u := meta.Security.Userns
 	hostRoot, _ := hostID(u.UIDMap, 0)
@@ -258,22 +260,14 @@ func (m *Manager) reachable(meta *Meta, dir string) error {
 	if !ok {
 		return fmt.Errorf("userns: gid map maps no container gid 0: %w", ErrHostRoot)
 	}
-	if err := os.Chown(dir, 0, int(hostGroup)); err != nil {
+	mnt := filepath.Dir(m.mountDir(meta.ID))
+	if err := os.MkdirAll(mnt, 0o711); err != nil {
 		return fmt.Errorf("userns: %w", err)
 	}
-	if err := os.Chmod(dir, 0o710); err != nil {
+	if err := os.Chmod(mnt, 0o711); err != nil {
 		return fmt.Errorf("userns: %w", err)
 	}
-	fi, err := os.Stat(m.dir)
-	if err != nil {
-		return fmt.Errorf("userns: %w", err)
-	}
-	if fi.Mode().Perm()&0o001 == 0 {
-		if err := os.Chmod(m.dir, fi.Mode().Perm()|0o011); err != nil {
-			return fmt.Errorf("userns: %w", err)
-		}
-	}
-	for d := filepath.Dir(m.dir); ; d = filepath.Dir(d) {
+	for d := filepath.Dir(mnt); ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil {
 			return fmt.Errorf("userns: %w", err)
@@ -282,9 +276,23 @@ func (m *Manager) reachable(meta *Meta, dir string) error {
 			return fmt.Errorf("userns: %s (mode %04o) is not searchable by others, so the container's root (host uid %d) cannot reach its rootfs", d, fi.Mode().Perm(), hostRoot)
 		}
 		if d == filepath.Dir(d) {
-			return nil
+			break
 		}
 	}
+	own := m.mountDir(meta.ID)
+	if err := os.Mkdir(own, 0o710); err != nil {
+		return fmt.Errorf("userns: %w", err)
+	}
+	if err := os.Chown(own, 0, int(hostGroup)); err != nil {
+		return fmt.Errorf("userns: %w", err)
+	}
+	if err := os.Chmod(own, 0o710); err != nil { // past the umask
+		return fmt.Errorf("userns: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(own, "rootfs"), 0o755); err != nil {
+		return fmt.Errorf("userns: %w", err)
+	}
+	return os.Remove(filepath.Join(dir, "rootfs"))
 }
 
 // applyUserns puts the container in its user namespace. runc does the

@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -155,7 +157,8 @@ func TestUsernsCommitRecordsContainerIDs(t *testing.T) {
 		return st.Uid, st.Gid
 	}
 	dir := filepath.Join(e.root, "containers", id)
-	if u, g := owner(filepath.Join(dir, "rootfs", "byroot")); u != uint32(hostRoot) || g != uint32(hostRoot) {
+	merged := strings.TrimSpace(e.must("inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "cc"))
+	if u, g := owner(filepath.Join(merged, "byroot")); u != uint32(hostRoot) || g != uint32(hostRoot) {
 		t.Errorf("the host sees /byroot as %d:%d, want the range's root %d", u, g, hostRoot)
 	}
 	want := map[string][2]uint32{"byroot": {0, 0}, "home/user/made": {1000, 1000}, "etc/motd": {0, 0}, "etc/.wh.group": {0, 0}}
@@ -360,5 +363,59 @@ func TestUsernsRangesDistinct(t *testing.T) {
 	e.must("create", "--name", "again", "--userns=auto", "base:1", "true")
 	if r := ranges()["again"]; r != got[lowest] {
 		t.Errorf("a new container got %+v, not the freed %+v", r, got[lowest])
+	}
+}
+
+// TestUsernsUpperClosedToTheRange: the upper of a user namespace container
+// keeps in-container ids on disk, so a file the container made setuid root
+// is setuid root on the host. Nobody but the host's root may reach it: not
+// the container's root's host id (it walks to the rootfs, which runc mounts
+// from inside the namespace) and not any other host user. The merged rootfs
+// is for the range's root group only, where that file shows as the range's.
+func TestUsernsUpperClosedToTheRange(t *testing.T) {
+	e := usernsEnv(t)
+	const hostRoot = 40000
+	id := strings.TrimSpace(e.must("run", "-d", "--name", "su", "--uidmap", "0:40000:65536", "base:1", "sh", "-c",
+		"cp /bin/busybox /suid && chmod 4755 /suid && touch /ready && sleep 60"))
+	for deadline := time.Now().Add(cmdTimeout); ; time.Sleep(50 * time.Millisecond) {
+		if _, _, code := e.snap("exec", "su", "test", "-e", "/ready"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the container never got ready")
+		}
+	}
+	upper := filepath.Join(e.root, "containers", id, "upper", "suid")
+	var st syscall.Stat_t
+	if err := syscall.Stat(upper, &st); err != nil || st.Uid != 0 || st.Mode&syscall.S_ISUID == 0 {
+		t.Fatalf("upper/suid: %v, uid %d mode %o: want a setuid-root file on disk", err, st.Uid, st.Mode)
+	}
+	merged := strings.TrimSpace(e.must("inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "su"))
+	as := func(uid, gid uint32, path string) error {
+		cmd := exec.Command("/bin/busybox", "stat", "-c", "%u", path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	for _, who := range []struct {
+		name     string
+		uid, gid uint32
+	}{{"the range's root", hostRoot, hostRoot}, {"another host user", 12345, 12345}} {
+		if err := as(who.uid, who.gid, upper); err == nil {
+			t.Errorf("%s reaches the setuid-root file in the upper (%s)", who.name, upper)
+		}
+	}
+	if err := as(hostRoot, hostRoot, filepath.Join(merged, "suid")); err != nil {
+		t.Errorf("the range's root cannot reach its rootfs: %v", err)
+	}
+	if err := as(12345, 12345, filepath.Join(merged, "suid")); err == nil {
+		t.Errorf("another host user reaches the container's rootfs (%s)", merged)
+	}
+	e.must("rm", "-f", "su")
+	if _, err := os.Stat(filepath.Dir(merged)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("rm left the mount dir: %v", err)
 	}
 }
