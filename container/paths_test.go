@@ -139,9 +139,10 @@ func TestFileBindMount(t *testing.T) {
 }
 
 // TestUserLookupInRootfs: -u reads the image's passwd and group inside its
-// rootfs: a symlink to a host file is resolved in the rootfs, a FIFO, a
-// device or a huge file is refused at once, group names come from
-// /etc/group, uid:gid needs no file.
+// rootfs: a symlink to a host file is resolved in the rootfs, a FIFO or a
+// device is refused at once, only the first MiB of a huge file is read,
+// group names come from /etc/group, uid:gid and the default user need no
+// file.
 func TestUserLookupInRootfs(t *testing.T) {
 	st, m := setup(t)
 	hostPasswd := hostPath(t, "passwd")
@@ -184,7 +185,9 @@ func TestUserLookupInRootfs(t *testing.T) {
 		{"link:1", "4242:4242", "4242 4242 4242 \n", false},
 		{"fifo:1", "root", "", true},
 		{"zero:1", "root", "", true},
-		{"huge:1", "root", "", true},
+		{"huge:1", "root", "0 0 0 \n", false}, // its first MiB is read
+		{"huge:1", "", "0 0 0 \n", false},
+		{"fifo:1", "", "0 0 0 \n", false}, // the default user needs no file
 		{"fifo:1", "7:8", "7 8 8 \n", false},
 		{"groups:1", "user", "1000 1000 50 1000\n", false}, // the kernel sorts the groups
 		{"groups:1", "user:staff", "1000 50 50 \n", false},

@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxUserDB bounds what is read of the image's /etc/passwd and /etc/group:
-// ten thousand users take well under 1 MiB, and a container must not make
-// snap read /dev/zero or a sparse terabyte.
+// maxUserDB bounds what is read of the image's /etc/passwd and /etc/group
+// (see readUserDB): ten thousand users take well under 1 MiB, and a
+// container must not make snap read a sparse terabyte.
 const maxUserDB = 1 << 20
 
 // ErrUserDB is returned (wrapped) when the container's /etc/passwd or
@@ -37,8 +37,10 @@ type execUser struct {
 // The files are found inside rootfs (their symlinks resolved there, never on
 // the host) and must be regular files: a FIFO would block the read forever.
 func lookupUser(rootfs, spec string) (*execUser, error) {
-	// "uid:gid" needs no file: one snap will not read is taken as missing.
-	numeric := numericUser(spec)
+	// "uid:gid" needs no file, and neither does the default user (root,
+	// whose home is all the file would give): one snap will not read is
+	// taken as missing.
+	numeric := spec == "" || numericUser(spec)
 	passwd, err := readUserDB(rootfs, "/etc/passwd")
 	if err != nil && !numeric {
 		return nil, fmt.Errorf("user %q: %w", spec, err)
@@ -106,9 +108,6 @@ func readUserDB(rootfs, name string) (io.Reader, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s: not a regular file: %w", name, ErrUserDB)
 	}
-	if st.Size > maxUserDB {
-		return nil, fmt.Errorf("%s: %d bytes, more than %d: %w", name, st.Size, maxUserDB, ErrUserDB)
-	}
 	f, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -118,8 +117,11 @@ func readUserDB(rootfs, name string) (io.Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(b) > maxUserDB { // it grew since the stat
-		return nil, fmt.Errorf("%s: more than %d bytes: %w", name, maxUserDB, ErrUserDB)
+	if len(b) > maxUserDB {
+		// Only its first maxUserDB bytes, whole lines, are read: a user
+		// named past them is unknown, and everyone else runs, as docker
+		// runs an image with a huge passwd.
+		b = b[:bytes.LastIndexByte(b[:maxUserDB], '\n')+1]
 	}
 	return bytes.NewReader(b), nil
 }
