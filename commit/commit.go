@@ -91,22 +91,30 @@ func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", src, err)
 	}
-	defer func() {
-		if o.Close == nil {
-			return
+	// The source is released (a paused container resumed) once its layer
+	// is written, before the image is stored: the container runs again as
+	// soon as it can, and a resume that fails leaves no image tagged.
+	closed := false
+	release := func() error {
+		if closed || o.Close == nil {
+			return nil
 		}
-		if cerr := o.Close(); cerr != nil && err == nil {
+		closed = true
+		return o.Close()
+	}
+	defer func() {
+		if cerr := release(); cerr != nil && err == nil {
 			err = fmt.Errorf("commit %s: %w", src, cerr)
 		}
 	}()
-	img, err = build(ctx, st, o, opts, tag)
+	img, err = build(ctx, st, o, opts, tag, release)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", src, err)
 	}
 	return img, nil
 }
 
-func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag string) (*store.Image, error) {
+func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag string, release func() error) (*store.Image, error) {
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -146,6 +154,9 @@ func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag st
 	}
 	layer, res, err := writeLayer(ctx, st, changes, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := release(); err != nil {
 		return nil, err
 	}
 	empty := layer == nil

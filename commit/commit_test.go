@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -123,5 +124,50 @@ func TestCommitDirHistoryAndEmptyLayer(t *testing.T) {
 	}
 	if len(squashed.Manifest.Layers) != 1 || len(squashed.Config.History) != 3 || !squashed.Config.History[0].EmptyLayer || squashed.Config.History[2].EmptyLayer {
 		t.Fatalf("squash: %d layers, history %+v", len(squashed.Manifest.Layers), squashed.Config.History)
+	}
+}
+
+// resumeFails is a directory whose release fails, as a container's resume
+// can; it records whether the image was already in the store by then.
+type resumeFails struct {
+	Dir
+	st     *store.Store
+	tagged *bool
+}
+
+func (r resumeFails) Open(ctx context.Context, st *store.Store) (*Opened, error) {
+	o, err := r.Dir.Open(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	o.Close = func() error {
+		_, err := r.st.Lookup("x:1")
+		*r.tagged = err == nil
+		return errors.New("resume: the freezer is stuck")
+	}
+	return o, nil
+}
+
+// TestResumeFailureTagsNothing: the source is released as soon as its
+// layer is written, before the image is stored (a paused container runs
+// again sooner), so a resume that fails fails the commit with no tag left
+// behind.
+func TestResumeFailureTagsNothing(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644)
+	tagged := false
+	_, err = Commit(context.Background(), st, resumeFails{Dir{Root: root}, st, &tagged}, Options{Tag: "x:1"})
+	if err == nil || !strings.Contains(err.Error(), "freezer is stuck") {
+		t.Fatalf("commit: %v, want the resume's error", err)
+	}
+	if tagged {
+		t.Error("the image was stored before the source was released")
+	}
+	if _, err := st.Lookup("x:1"); err == nil {
+		t.Error("x:1 is tagged after the commit failed")
 	}
 }
