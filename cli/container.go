@@ -220,19 +220,11 @@ func containerCommands() []*cli.Command {
 	}
 
 	pause := eachContainer("pause", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
-		lc, err := m.Load(meta)
-		if err != nil {
-			return err
-		}
-		return lc.Pause()
+		return m.Pause(c.Context, meta)
 	})
 	pause.Usage = "freeze containers (cgroup freezer)"
 	unpause := eachContainer("unpause", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {
-		lc, err := m.Load(meta)
-		if err != nil {
-			return err
-		}
-		return lc.Resume()
+		return m.Unpause(c.Context, meta)
 	})
 	unpause.Usage = "thaw containers"
 

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -282,5 +283,51 @@ func TestConcurrentCommitsStayFrozen(t *testing.T) {
 	}
 	if s := m.Status(meta); !strings.HasPrefix(s, "Up ") || strings.Contains(s, "Paused") {
 		t.Errorf("after the commits the container is %q", s)
+	}
+}
+
+// TestUnpauseWaitsForCommit: a user's unpause (or pause) waits for a
+// pausing commit of the container to finish: in the middle of its walk it
+// would thaw the container under it. The commit in flight is its lock,
+// held here; the unpause gives up when its context ends, leaving the
+// container frozen, and goes through once the commit is done.
+func TestUnpauseWaitsForCommit(t *testing.T) {
+	_, m := setup(t)
+	meta, err := m.Create(CreateOptions{Image: "base:1", Name: "frozen", Args: []string{"sleep", "600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(meta, true)
+	if _, err := m.Start(context.Background(), meta, Stdio{}, true); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := m.lockCommit(context.Background(), meta) // a commit's walk
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Load(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pause(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []func(context.Context, *Meta) error{m.Unpause, m.Pause} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := op(ctx, meta)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("during the commit: %v, want it to wait", err)
+		}
+	}
+	if s := m.Status(meta); !strings.Contains(s, "Paused") {
+		t.Errorf("during the commit the container is %q", s)
+	}
+	unlock()
+	if err := m.Unpause(context.Background(), meta); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Status(meta); !strings.HasPrefix(s, "Up ") || strings.Contains(s, "Paused") {
+		t.Errorf("after the unpause the container is %q", s)
 	}
 }
