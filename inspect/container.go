@@ -56,16 +56,10 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		Name:           "/" + meta.Name,
 		Driver:         Driver,
 		Platform:       "linux",
-		HostConfig: &HostConfig{
-			Binds:         meta.Volumes,
-			NetworkMode:   network,
-			PortBindings:  map[Port][]PortBinding{},
-			RestartPolicy: RestartPolicy{Name: "no"},
-			AutoRemove:    meta.Remove,
-		},
-		GraphDriver: GraphDriver{Name: Driver, Data: containerLayerData(st, m, meta, diffIDs)},
-		Mounts:      mounts(meta.Volumes),
-		Config:      cfg,
+		HostConfig:     hostConfig(meta, network),
+		GraphDriver:    GraphDriver{Name: Driver, Data: containerLayerData(st, m, meta, diffIDs)},
+		Mounts:         mounts(meta.Volumes),
+		Config:         cfg,
 		NetworkSettings: &NetworkSettings{
 			Ports:    map[Port][]PortBinding{},
 			Networks: map[string]*EndpointSettings{network: {}},
@@ -75,6 +69,40 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		v.Path, v.Args = meta.Args[0], slices.Clone(meta.Args[1:])
 	}
 	return v, nil
+}
+
+// hostConfig is docker's HostConfig of the container: its binds, network,
+// --rm and confinement.
+func hostConfig(meta *container.Meta, network string) *HostConfig {
+	sec := meta.Security
+	hc := &HostConfig{
+		Binds:          meta.Volumes,
+		NetworkMode:    network,
+		PortBindings:   map[Port][]PortBinding{},
+		RestartPolicy:  RestartPolicy{Name: "no"},
+		AutoRemove:     meta.Remove,
+		CapAdd:         sec.CapAdd,
+		CapDrop:        sec.CapDrop,
+		Privileged:     sec.Privileged,
+		ReadonlyRootfs: sec.ReadOnly,
+		Memory:         sec.Memory,
+		NanoCpus:       sec.NanoCPUs,
+	}
+	if sec.PidsLimit > 0 {
+		hc.PidsLimit = &sec.PidsLimit
+	}
+	// The options as docker's client passes them on (a profile as its
+	// JSON), and the daemon's label=disable for a privileged container.
+	if sec.NoNewPrivileges {
+		hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
+	}
+	if sec.Seccomp != "" {
+		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp="+sec.Seccomp)
+	}
+	if sec.Privileged {
+		hc.SecurityOpt = append(hc.SecurityOpt, "label=disable")
+	}
+	return hc
 }
 
 // stateOf reads the container's process state from libcontainer, and what
