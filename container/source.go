@@ -40,7 +40,12 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		return nil, err
 	}
 	cfg := full.Config
-	cfg.Env, cfg.WorkingDir, cfg.User = meta.Env, meta.Cwd, meta.User
+	cfg.Env, cfg.User = meta.Env, meta.User
+	// snap runs in / when neither the image nor the run names a directory;
+	// docker's config, and so its commit, keeps none then.
+	if meta.Cwd != "/" || cfg.WorkingDir != "" {
+		cfg.WorkingDir = meta.Cwd
+	}
 	if ep := meta.Entrypoint; ep != nil { // docker commits the container's
 		cfg.Entrypoint, cfg.Cmd = slices.Clip(*ep), slices.Clip(meta.Args[len(*ep):])
 		if len(cfg.Entrypoint) == 0 {
