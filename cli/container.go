@@ -91,7 +91,11 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a command in a new container",
-		UsageText: "snap run [-d] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command (snap run IMG sh -c 'ls -l').",
+		UsageText: "snap run [-d] [-i] [-t] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] [--hostname H]\n" +
+			"         [--entrypoint CMD] [--network host|none] [--privileged] [--cap-add CAP] [--cap-drop CAP]\n" +
+			"         [--security-opt seccomp=unconfined|PROFILE.json|no-new-privileges] [--read-only]\n" +
+			"         [--pids-limit N] [--memory SIZE] [--cpus N] [--userns auto | --uidmap C:H:N --gidmap C:H:N]\n" +
+			"         IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command (snap run IMG sh -c 'ls -l').",
 		Flags:     append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background, print the ID"}),
 		Action: func(c *cli.Context) error {
 			m, meta, err := createContainer(c)
