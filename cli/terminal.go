@@ -21,7 +21,7 @@ func terminalFlags() []cli.Flag {
 
 // terminalOptions reads them into o.
 func terminalOptions(c *cli.Context, o *container.CreateOptions) error {
-	o.Interactive, o.TTY = c.Bool("interactive"), c.Bool("tty")
+	o.Interactive, o.TTY, o.Detached = c.Bool("interactive"), c.Bool("tty"), c.Bool("detach")
 	// docker run refuses -it without a terminal before it makes anything.
 	if c.Command.Name == "run" && !c.Bool("detach") && o.Interactive && o.TTY && !isTerminal(os.Stdin) {
 		return errNotATerminal

@@ -169,6 +169,12 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 		StopSignal:   img.StopSignal,
 		Tty:          meta.TTY,
 		OpenStdin:    meta.Interactive,
+		// docker's client attaches to a run that is not detached, and to
+		// its stdin once, with -i.
+		AttachStdin:  meta.Interactive && !meta.Detached,
+		AttachStdout: !meta.Detached,
+		AttachStderr: !meta.Detached,
+		StdinOnce:    meta.Interactive && !meta.Detached,
 	}
 	// snap runs ENTRYPOINT + (the run's args or CMD) as one list.
 	if ep := meta.Entrypoint; ep != nil { // the run's --entrypoint
