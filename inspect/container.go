@@ -200,14 +200,16 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 }
 
 // runEnv is docker's Config.Env: the run's -e variables, then the image's
-// that they do not set (docker's merge), without what snap's runtime adds
-// for the process between the two (PATH when the image has none, HOSTNAME).
+// that they do not set (docker's merge). A container's Env is that already;
+// one made by an older snap has the image's first, then what the runtime
+// added for the process (PATH when the image has none, HOSTNAME), which
+// docker's config never holds.
 func runEnv(meta *container.Meta, imageEnv []string) []string {
 	user := meta.Env
 	if len(user) >= len(imageEnv) && slices.Equal(user[:len(imageEnv)], imageEnv) {
 		user = user[len(imageEnv):]
 	}
-	if len(user) > 0 && user[0] == defaultPath && !slices.ContainsFunc(imageEnv, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+	if len(user) > 0 && user[0] == container.DefaultPath && !slices.ContainsFunc(imageEnv, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
 		user = user[1:]
 	}
 	if len(user) > 0 && user[0] == "HOSTNAME="+meta.Hostname {
@@ -222,10 +224,6 @@ func runEnv(meta *container.Meta, imageEnv []string) []string {
 	}
 	return out
 }
-
-// defaultPath is the PATH snap's runtime gives a process whose image sets
-// none, as docker's does.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // mounts lists the container's binds (HOST:CTR[:ro]) as docker does.
 func mounts(volumes []string) []MountPoint {
