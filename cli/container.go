@@ -91,7 +91,11 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a command in a new container",
-		UsageText: "snap run [-d] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command (snap run IMG sh -c 'ls -l').",
+		UsageText: "snap run [-d] [-i] [-t] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] [--hostname H]\n" +
+			"         [--entrypoint CMD] [--network host|none] [--privileged] [--cap-add CAP] [--cap-drop CAP]\n" +
+			"         [--security-opt seccomp=unconfined|PROFILE.json|no-new-privileges] [--read-only]\n" +
+			"         [--pids-limit N] [--memory SIZE] [--cpus N] [--userns auto | --uidmap C:H:N --gidmap C:H:N]\n" +
+			"         IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command (snap run IMG sh -c 'ls -l').",
 		Flags:     append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background, print the ID"}),
 		Action: func(c *cli.Context) error {
 			m, meta, err := createContainer(c)
@@ -108,7 +112,7 @@ func runCommand() *cli.Command {
 func start(c *cli.Context, m *container.Manager, meta *container.Meta, detach bool, name string) error {
 	stdio := container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter}
 	if !detach {
-		restore, err := attachTerminal(meta, &stdio)
+		restore, err := attachTerminal(meta.TTY, meta.Interactive, &stdio)
 		if err != nil {
 			return err
 		}
@@ -270,35 +274,55 @@ func containerCommands() []*cli.Command {
 	exec := &cli.Command{
 		Name:      "exec",
 		Usage:     "run a command in a running container",
-		UsageText: "snap exec [-e VAR=v] [-w DIR] CONTAINER COMMAND [ARG...]\n\nFlags go before CONTAINER: everything after it is the command.",
+		UsageText: "snap exec [-d] [-i] [-t] [-u USER] [-w DIR] [-e VAR=v] CONTAINER COMMAND [ARG...]\n\nFlags go before CONTAINER: everything after it is the command.",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value`"},
+			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the command and return"},
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "attach stdin"},
+			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the command a terminal (a pty)"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] (default: the container's)"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value`"},
 		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() < 2 {
-				return usagef("exec needs CONTAINER COMMAND")
-			}
-			m, err := manager(c)
-			if err != nil {
-				return err
-			}
-			meta, err := m.Get(c.Args().First())
-			if err != nil {
-				return err
-			}
-			code, err := m.Exec(meta, c.Args().Tail(), c.StringSlice("env"), c.String("workdir"),
-				container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter})
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return exitCode(code)
-			}
-			return nil
-		},
+		Action: execAction,
 	}
 	return []*cli.Command{runCommand(), createCommand(), startCmd, exec, stop, kill, rm, pause, unpause, logs, wait, mount, psCommand()}
+}
+
+func execAction(c *cli.Context) error {
+	if c.NArg() < 2 {
+		return usagef("exec needs CONTAINER COMMAND")
+	}
+	o := container.ExecOptions{Args: c.Args().Tail(), Env: c.StringSlice("env"), Cwd: c.String("workdir"), User: c.String("user"),
+		TTY: c.Bool("tty"), Interactive: c.Bool("interactive"), Detach: c.Bool("detach")}
+	if o.Detach && o.TTY {
+		return usagef("exec: -d with -t: nothing would hold the terminal once snap returns")
+	}
+	// docker exec refuses -it without a terminal before it runs anything.
+	if !o.Detach && o.TTY && o.Interactive && !isTerminal(os.Stdin) {
+		return errNotATerminal
+	}
+	m, err := manager(c)
+	if err != nil {
+		return err
+	}
+	meta, err := m.Get(c.Args().First())
+	if err != nil {
+		return err
+	}
+	stdio := container.Stdio{In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter}
+	restore, err := attachTerminal(o.TTY, o.Interactive, &stdio)
+	if err != nil {
+		return err
+	}
+	defer restore()
+	code, err := m.Exec(meta, o, stdio)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitCode(code)
+	}
+	return nil
 }
 
 var signals = map[string]syscall.Signal{

@@ -21,7 +21,7 @@ func terminalFlags() []cli.Flag {
 
 // terminalOptions reads them into o.
 func terminalOptions(c *cli.Context, o *container.CreateOptions) error {
-	o.Interactive, o.TTY = c.Bool("interactive"), c.Bool("tty")
+	o.Interactive, o.TTY, o.Detached = c.Bool("interactive"), c.Bool("tty"), c.Bool("detach")
 	// docker run refuses -it without a terminal before it makes anything.
 	if c.Command.Name == "run" && !c.Bool("detach") && o.Interactive && o.TTY && !isTerminal(os.Stdin) {
 		return errNotATerminal
@@ -36,15 +36,15 @@ func terminalOptions(c *cli.Context, o *container.CreateOptions) error {
 // errNotATerminal is docker's refusal of -it when stdin is no terminal.
 var errNotATerminal = errors.New("the input device is not a TTY")
 
-// attachTerminal readies the user's terminal for a foreground run of meta,
-// as docker run does: a container with a TTY gets the size of snap's
+// attachTerminal readies the user's terminal for a foreground process (a
+// run's or an exec's) with the given -t and -i, as docker run does: a container with a TTY gets the size of snap's
 // terminal (stdout's, else stdin's or stderr's); with -i too, stdin must be
 // a terminal and is put in raw mode, so keys (Ctrl-C included) go to the
 // container's pty as they are typed. restore puts it back; it must run
 // however the run ends.
-func attachTerminal(meta *container.Meta, stdio *container.Stdio) (restore func(), err error) {
+func attachTerminal(tty, interactive bool, stdio *container.Stdio) (restore func(), err error) {
 	restore = func() {}
-	if !meta.TTY {
+	if !tty {
 		return restore, nil
 	}
 	for _, f := range []*os.File{os.Stdout, os.Stdin, os.Stderr} {
@@ -53,7 +53,7 @@ func attachTerminal(meta *container.Meta, stdio *container.Stdio) (restore func(
 			break
 		}
 	}
-	if !meta.Interactive {
+	if !interactive {
 		return restore, nil
 	}
 	in, err := console.ConsoleFromFile(os.Stdin)

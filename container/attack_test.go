@@ -91,7 +91,7 @@ func TestHostStdioNeverEntersContainer(t *testing.T) {
 			if _, err := m.Start(context.Background(), meta, Stdio{}, true); err != nil {
 				t.Fatal(err)
 			}
-			if code, err := m.Exec(meta, []string{"sh", "-c", show}, nil, "", mk(t)); err != nil || code != 0 {
+			if code, err := m.Exec(meta, ExecOptions{Args: []string{"sh", "-c", show}, Interactive: true}, mk(t)); err != nil || code != 0 {
 				t.Fatalf("exec: %d, %v", code, err)
 			}
 			check(t, meta)

@@ -40,11 +40,14 @@ type Meta struct {
 	// lo), or "host".
 	Network string `json:",omitempty"`
 	// TTY and Interactive are docker run's -t and -i.
-	TTY         bool     `json:",omitempty"`
-	Interactive bool     `json:",omitempty"`
-	Security    Security `json:",omitzero"`
-	Created     time.Time
-	Remove      bool // --rm
+	TTY         bool `json:",omitempty"`
+	Interactive bool `json:",omitempty"`
+	// Detached: made by a detached run (docker run -d), which attaches
+	// nothing to the process' stdio; docker's config says so.
+	Detached bool     `json:",omitempty"`
+	Security Security `json:",omitzero"`
+	Created  time.Time
+	Remove   bool // --rm
 	// Entrypoint, when not nil, is the container's own entrypoint (the
 	// run's --entrypoint), the first items of Args; nil: the image's.
 	Entrypoint *[]string `json:",omitempty"`
@@ -199,6 +202,7 @@ type CreateOptions struct {
 	Network     string
 	TTY         bool
 	Interactive bool
+	Detached    bool
 	Security    Security
 }
 
@@ -235,7 +239,7 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 		meta.Hostname = defaultHostname(meta.Network, id)
 	}
 	cfg := img.Config.Config
-	meta.TTY, meta.Interactive = o.TTY, o.Interactive
+	meta.TTY, meta.Interactive, meta.Detached = o.TTY, o.Interactive, o.Detached
 	meta.Args = o.Args
 	switch {
 	case o.Entrypoint != nil:

@@ -136,7 +136,7 @@ func TestCommitRunningContainer(t *testing.T) {
 		t.Fatalf("after the commit the container is %q", s)
 	}
 	var out bytes.Buffer
-	if code, err := m.Exec(meta, []string{"sh", "-c", "cat /etc/motd; exit 4"}, nil, "", Stdio{Out: &out}); err != nil || code != 4 || out.String() != "provisioned\n" {
+	if code, err := m.Exec(meta, ExecOptions{Args: []string{"sh", "-c", "cat /etc/motd; exit 4"}}, Stdio{Out: &out}); err != nil || code != 4 || out.String() != "provisioned\n" {
 		t.Errorf("exec: %q exit %d %v", out.String(), code, err)
 	}
 	c1, _ := os.ReadFile(filepath.Join(m.Rootfs(meta.ID), "tmp/counter"))

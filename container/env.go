@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// defaultPath is the PATH a process gets when its env sets none, docker's.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// DefaultPath is the PATH a process gets when its env sets none, docker's.
+const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // containerEnv is docker's Config.Env of a new container: the run's -e
 // variables, then the image's that they do not set. It is what a commit
@@ -26,7 +26,7 @@ func containerEnv(image, run []string) []string {
 // CreateDaemonEnvironment (a default PATH, HOSTNAME) overridden by the
 // container's own env, then by extra (exec's -e).
 func processEnv(meta *Meta, extra ...[]string) []string {
-	env := []string{defaultPath, "HOSTNAME=" + meta.Hostname}
+	env := []string{DefaultPath, "HOSTNAME=" + meta.Hostname}
 	env = replaceOrAppend(env, meta.Env)
 	for _, e := range extra {
 		env = replaceOrAppend(env, e)

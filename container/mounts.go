@@ -50,7 +50,7 @@ func cleanDest(p string) string { return path.Clean("/" + p) }
 // rootfs when it mounts (securejoin), where the init layer has the mount
 // point ready (writeInit), so none lands in the container's upper.
 func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
-	if err := makeWorkdir(rootfs, meta); err != nil {
+	if err := makeWorkdir(rootfs, meta.Cwd, meta.Security.Userns); err != nil {
 		return err
 	}
 	var vols []volume
@@ -115,23 +115,9 @@ func mkdirAllOwned(dir string, u *Userns) error {
 // process starts: resolved inside the rootfs (a symlink on the way, even a
 // dangling one, is followed there, never to the host), the missing part
 // made 0755. runc would make it only through symlinks that resolve.
-//
-// In a user namespace it is made as the container's root: the idmapped
-// upper stores the ids of the range alone, and the host's root is none of
-// them (EOVERFLOW).
-func makeWorkdir(rootfs string, meta *Meta) error {
-	if u := meta.Security.Userns; u != nil {
-		uid, okU := hostID(u.UIDMap, 0)
-		gid, okG := hostID(u.GIDMap, 0)
-		if !okU || !okG {
-			return fmt.Errorf("userns: %w", ErrHostRoot)
-		}
-		return asMounter(int(uid), int(gid), func() error { return makeWorkdirHere(rootfs, meta.Cwd) })
-	}
-	return makeWorkdirHere(rootfs, meta.Cwd)
-}
-
-func makeWorkdirHere(rootfs, cwd string) error {
+// In a user namespace it is made as the container's root: the rootfs maps
+// no id to host root, so the host's root could not own it (EOVERFLOW).
+func makeWorkdir(rootfs, cwd string, userns *Userns) error {
 	p, err := securejoin.SecureJoin(rootfs, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", cwd, err)
@@ -140,7 +126,17 @@ func makeWorkdirHere(rootfs, cwd string) error {
 		return nil
 	}
 	rel := strings.TrimPrefix(p, rootfs)
-	if err := pathrs.MkdirAll(rootfs, rel, 0o755); err != nil {
+	mkdir := func() error { return pathrs.MkdirAll(rootfs, rel, 0o755) }
+	if userns != nil {
+		uid, okU := hostID(userns.UIDMap, 0)
+		gid, okG := hostID(userns.GIDMap, 0)
+		if !okU || !okG {
+			return fmt.Errorf("working directory %s: %w", cwd, ErrHostRoot)
+		}
+		inner := mkdir
+		mkdir = func() error { return asMounter(int(uid), int(gid), inner) }
+	}
+	if err := mkdir(); err != nil {
 		return fmt.Errorf("working directory %s: %w", cwd, err)
 	}
 	return nil

@@ -31,20 +31,12 @@ var errNoLowerdirPlus = errors.New("overlayfs takes no lowerdir+")
 // The mount happens on a thread of its own: the fallback changes the
 // thread's working directory, which must never be the process's.
 func mountOverlay(target string, lowers []string, upper, work string) error {
-	target, lowers, upper, work, err := absPaths(target, lowers, upper, work)
-	if err != nil {
-		return err
-	}
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread, with a working directory of its
 		// own, ends with this goroutine.
 		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("unshare fs: %w", err)
-			return
-		}
-		errc <- mountOverlayHere(target, lowers, upper, work)
+		errc <- mountOverlayLocked(target, lowers, upper, work)
 	}()
 	return <-errc
 }

@@ -252,7 +252,7 @@ func TestExecUserFIFO(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.Exec(meta, []string{"true"}, nil, "", Stdio{})
+		_, err := m.Exec(meta, ExecOptions{Args: []string{"true"}}, Stdio{})
 		done <- err
 	}()
 	select {

@@ -80,7 +80,7 @@ func (m *Manager) run(meta *Meta, stdio Stdio, forward bool, started func()) (in
 		sigs = catchSignals()
 		defer sigs.stop()
 	}
-	att := newAttachment(meta, stdio)
+	att := newAttachment(meta.Name, meta.TTY, meta.Interactive, stdio)
 	defer att.finish()
 	c, p, err := m.startInit(meta, rootfs, att)
 	if err != nil {
@@ -425,10 +425,33 @@ func (m *Manager) Remove(meta *Meta, force bool) error {
 	return os.RemoveAll(m.path(meta.ID))
 }
 
+// ExecOptions are docker exec's settings for one process.
+type ExecOptions struct {
+	Args []string
+	Env  []string // over the container's
+	Cwd  string   // "": the container's
+	User string   // "": the container's
+	// TTY and Interactive are as the container's (docker exec's -t, -i),
+	// for this process alone.
+	TTY, Interactive bool
+	// Detach starts the process and returns: nothing reads its output and
+	// nobody waits for it, as docker exec -d.
+	Detach bool
+}
+
+// ErrDetachedTTY is returned (wrapped) for a detached exec that asks for a
+// terminal: snap keeps no process that would hold its master once the
+// command returns.
+var ErrDetachedTTY = errors.New("a detached process cannot have a terminal")
+
 // Exec runs another process in a running container and returns its exit
-// code, as docker exec does: SIGINT, SIGTERM and SIGHUP sent to snap go to
-// the process, and a process killed by signal N gives 128+N.
-func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) (int, error) {
+// code, as docker exec does: its stdio is attached as run's (see
+// attachment); SIGINT, SIGTERM and SIGHUP sent to snap go to the process;
+// a process killed by signal N gives 128+N.
+func (m *Manager) Exec(meta *Meta, o ExecOptions, stdio Stdio) (int, error) {
+	if o.Detach && o.TTY {
+		return 0, fmt.Errorf("exec in %s: %w", meta.Name, ErrDetachedTTY)
+	}
 	c, err := m.Load(meta)
 	if err != nil {
 		return 0, err
@@ -436,19 +459,24 @@ func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) 
 	if st, _ := c.Status(); st != libcontainer.Running {
 		return 0, fmt.Errorf("container %s is not running", meta.Name)
 	}
-	u, err := lookupUser(m.Rootfs(meta.ID), meta.User)
+	if o.User == "" {
+		o.User = meta.User
+	}
+	u, err := lookupUser(m.Rootfs(meta.ID), o.User)
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}
-	if cwd == "" {
-		cwd = meta.Cwd
+	if o.Cwd == "" {
+		o.Cwd = meta.Cwd
 	}
-	p := &libcontainer.Process{Args: args, Env: u.withHome(processEnv(meta, env)), Cwd: cwd, UID: u.UID, GID: u.GID, AdditionalGroups: u.Groups}
-	// Pipes, never snap's own files (see hideWriter); stdin goes to the
-	// process as it always has for exec.
-	em := *meta
-	em.TTY, em.Interactive = false, true
-	att := newAttachment(&em, stdio)
+	p := &libcontainer.Process{Args: o.Args, Env: u.withHome(processEnv(meta, o.Env)), Cwd: o.Cwd, UID: u.UID, GID: u.GID, AdditionalGroups: u.Groups}
+	if o.Detach {
+		if err := c.Run(p); err != nil { // exec.Cmd gives nil stdio /dev/null
+			return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
+		}
+		return 0, nil
+	}
+	att := newAttachment(meta.Name, o.TTY, o.Interactive, stdio)
 	defer att.finish()
 	if err := att.prepare(p); err != nil {
 		return 0, err
@@ -458,9 +486,14 @@ func (m *Manager) Exec(meta *Meta, args, env []string, cwd string, stdio Stdio) 
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}
-	att.started()
+	if err := att.started(); err != nil {
+		p.Signal(unix.SIGKILL)
+		p.Wait()
+		return 0, err
+	}
 	sigs.to(p)
 	state, err := p.Wait()
+	att.finish()
 	if state == nil {
 		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
 	}

@@ -42,7 +42,12 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		return nil, err
 	}
 	cfg := full.Config
-	cfg.Env, cfg.WorkingDir, cfg.User = meta.Env, meta.Cwd, meta.User
+	cfg.Env, cfg.User = meta.Env, meta.User
+	// snap runs in / when neither the image nor the run names a directory;
+	// docker's config, and so its commit, keeps none then.
+	if meta.Cwd != "/" || cfg.WorkingDir != "" {
+		cfg.WorkingDir = meta.Cwd
+	}
 	// docker commits the container's config: its entrypoint (the image's
 	// unless --entrypoint replaced it) and its Cmd, what followed the
 	// entrypoint on the command line (the image's when nothing did).

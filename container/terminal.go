@@ -22,8 +22,9 @@ import (
 // comes back over a socket (runc's console socket) and is copied to and
 // from the Stdio here.
 type attachment struct {
-	meta  *Meta
-	stdio Stdio
+	name             string // the container's, for errors
+	tty, interactive bool   // docker's -t and -i
+	stdio            Stdio
 
 	sock, peer *os.File        // the console socket: ours, and the end the init gets
 	afterStart []*os.File      // the process' ends of pipes, ours to close once it has them
@@ -35,8 +36,8 @@ type attachment struct {
 	done       chan struct{}
 }
 
-func newAttachment(meta *Meta, stdio Stdio) *attachment {
-	return &attachment{meta: meta, stdio: stdio}
+func newAttachment(name string, tty, interactive bool, stdio Stdio) *attachment {
+	return &attachment{name: name, tty: tty, interactive: interactive, stdio: stdio}
 }
 
 // prepare sets p's stdio (or console socket) and, for a pty, its first size:
@@ -44,8 +45,8 @@ func newAttachment(meta *Meta, stdio Stdio) *attachment {
 // at its window is already right.
 func (a *attachment) prepare(p *libcontainer.Process) error {
 	p.Stdin = nil // exec.Cmd opens /dev/null, docker's stdin without -i
-	if !a.meta.TTY {
-		if a.meta.Interactive {
+	if !a.tty {
+		if a.interactive {
 			in, err := a.hideReader(a.stdio.In)
 			if err != nil {
 				return err
@@ -69,7 +70,7 @@ func (a *attachment) prepare(p *libcontainer.Process) error {
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("container %s: console socket: %w", a.meta.Name, err)
+		return fmt.Errorf("container %s: console socket: %w", a.name, err)
 	}
 	a.sock, a.peer = os.NewFile(uintptr(fds[0]), "console-socket"), os.NewFile(uintptr(fds[1]), "console-socket-peer")
 	p.ConsoleSocket = a.peer
@@ -98,7 +99,7 @@ func (a *attachment) hideWriter(w io.Writer) (io.Writer, error) {
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("container %s: output: %w", a.meta.Name, err)
+		return nil, fmt.Errorf("container %s: output: %w", a.name, err)
 	}
 	a.afterStart = append(a.afterStart, pw)
 	a.readers = append(a.readers, pr)
@@ -130,7 +131,7 @@ func (a *attachment) hideReader(r io.Reader) (io.Reader, error) {
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("container %s: stdin: %w", a.meta.Name, err)
+		return nil, fmt.Errorf("container %s: stdin: %w", a.name, err)
 	}
 	go func() {
 		io.Copy(pw, f) // ends at the first write after the process is gone
@@ -159,7 +160,7 @@ func (a *attachment) size() (console.WinSize, bool) {
 // pty then follows the user's terminal's size (SIGWINCH), as docker run -t.
 func (a *attachment) started() error {
 	a.closeAfterStart()
-	if !a.meta.TTY {
+	if !a.tty {
 		return nil
 	}
 	// Our copy of the init's end goes: an init that died without sending
@@ -170,12 +171,12 @@ func (a *attachment) started() error {
 	a.sock.Close()
 	a.sock = nil
 	if err != nil {
-		return fmt.Errorf("container %s: receive its terminal: %w", a.meta.Name, err)
+		return fmt.Errorf("container %s: receive its terminal: %w", a.name, err)
 	}
 	master, err := console.ConsoleFromFile(f)
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("container %s: its terminal: %w", a.meta.Name, err)
+		return fmt.Errorf("container %s: its terminal: %w", a.name, err)
 	}
 	a.master = master
 	out := a.stdio.Out
@@ -189,7 +190,7 @@ func (a *attachment) started() error {
 		// of them went with the container's init.
 		io.Copy(out, master)
 	}()
-	if a.meta.Interactive && a.stdio.In != nil {
+	if a.interactive && a.stdio.In != nil {
 		go io.Copy(master, a.stdio.In) // ends at the next write after close
 	}
 	if a.stdio.Terminal != nil {

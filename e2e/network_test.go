@@ -100,7 +100,8 @@ func TestCommitWithHostBindMount(t *testing.T) {
 
 // TestCommitEnvAsDocker is moby's TestCommitChange and TestCommitInheritsEnv
 // on Env: the same runs and commits in docker and in snap, on the same base,
-// give the same committed Env, with no HOSTNAME in it.
+// give the same committed Env, with no HOSTNAME in it, and the same
+// WorkingDir (none where neither the image nor the run names one).
 func TestCommitEnvAsDocker(t *testing.T) {
 	e := newEnv(t)
 	require(t, fixtures.DockerAvailable() == nil, "a docker engine")
@@ -151,6 +152,10 @@ func TestCommitEnvAsDocker(t *testing.T) {
 		if err := json.Unmarshal([]byte(b), &want); err != nil {
 			t.Fatal(err)
 		}
+		wantWd, err := fixtures.Docker("image", "inspect", "--format", "{{json .Config.WorkingDir}}", prefix+"-"+s.to+":1")
+		if err != nil {
+			t.Fatal(err)
+		}
 
 		e.must(run(s.to, s.from+":1")...)
 		e.must(append(commit, s.to, s.to+":1")...)
@@ -160,6 +165,9 @@ func TestCommitEnvAsDocker(t *testing.T) {
 		}
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("%s: committed Env %q, docker's %q", s.to, got, want)
+		}
+		if wd := e.must("inspect", "--format", "{{json .Config.WorkingDir}}", s.to+":1"); strings.TrimSpace(wd) != strings.TrimSpace(wantWd) {
+			t.Errorf("%s: committed WorkingDir %s, docker's %s", s.to, wd, wantWd)
 		}
 	}
 }

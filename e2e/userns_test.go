@@ -419,3 +419,18 @@ func TestUsernsUpperClosedToTheRange(t *testing.T) {
 		t.Errorf("rm left the mount dir: %v", err)
 	}
 }
+
+// TestUsernsWorkdir: a -w directory the image lacks is made, as docker
+// makes it, in a user namespace too: owned by the container's root, which
+// is what its commit records.
+func TestUsernsWorkdir(t *testing.T) {
+	e := usernsEnv(t)
+	out := e.must("run", "--name", "wd", "--userns=auto", "-w", "/made/here", "-u", "1000", "base:1", "sh", "-c", "busybox pwd; busybox stat -c '%u:%g' . ..")
+	if out != "/made/here\n0:0\n0:0\n" {
+		t.Errorf("run -w in a user namespace: %q, want the dir made, owned by the container's root", out)
+	}
+	e.must("commit", "wd", "wd:1")
+	if out := e.must("run", "--rm", "wd:1", "busybox", "stat", "-c", "%u:%g", "/made/here"); out != "0:0\n" {
+		t.Errorf("the committed working directory is owned by %q, want 0:0", out)
+	}
+}

@@ -56,16 +56,10 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		Name:           "/" + meta.Name,
 		Driver:         Driver,
 		Platform:       "linux",
-		HostConfig: &HostConfig{
-			Binds:         meta.Volumes,
-			NetworkMode:   network,
-			PortBindings:  map[Port][]PortBinding{},
-			RestartPolicy: RestartPolicy{Name: "no"},
-			AutoRemove:    meta.Remove,
-		},
-		GraphDriver: GraphDriver{Name: Driver, Data: containerLayerData(st, m, meta, diffIDs)},
-		Mounts:      mounts(meta.Volumes),
-		Config:      cfg,
+		HostConfig:     hostConfig(meta, network),
+		GraphDriver:    GraphDriver{Name: Driver, Data: containerLayerData(st, m, meta, diffIDs)},
+		Mounts:         mounts(meta.Volumes),
+		Config:         cfg,
 		NetworkSettings: &NetworkSettings{
 			Ports:    map[Port][]PortBinding{},
 			Networks: map[string]*EndpointSettings{network: {}},
@@ -75,6 +69,40 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		v.Path, v.Args = meta.Args[0], slices.Clone(meta.Args[1:])
 	}
 	return v, nil
+}
+
+// hostConfig is docker's HostConfig of the container: its binds, network,
+// --rm and confinement.
+func hostConfig(meta *container.Meta, network string) *HostConfig {
+	sec := meta.Security
+	hc := &HostConfig{
+		Binds:          meta.Volumes,
+		NetworkMode:    network,
+		PortBindings:   map[Port][]PortBinding{},
+		RestartPolicy:  RestartPolicy{Name: "no"},
+		AutoRemove:     meta.Remove,
+		CapAdd:         sec.CapAdd,
+		CapDrop:        sec.CapDrop,
+		Privileged:     sec.Privileged,
+		ReadonlyRootfs: sec.ReadOnly,
+		Memory:         sec.Memory,
+		NanoCpus:       sec.NanoCPUs,
+	}
+	if sec.PidsLimit > 0 {
+		hc.PidsLimit = &sec.PidsLimit
+	}
+	// The options as docker's client passes them on (a profile as its
+	// JSON), and the daemon's label=disable for a privileged container.
+	if sec.NoNewPrivileges {
+		hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
+	}
+	if sec.Seccomp != "" {
+		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp="+sec.Seccomp)
+	}
+	if sec.Privileged {
+		hc.SecurityOpt = append(hc.SecurityOpt, "label=disable")
+	}
+	return hc
 }
 
 // stateOf reads the container's process state from libcontainer, and what
@@ -141,6 +169,12 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 		StopSignal:   img.StopSignal,
 		Tty:          meta.TTY,
 		OpenStdin:    meta.Interactive,
+		// docker's client attaches to a run that is not detached, and to
+		// its stdin once, with -i.
+		AttachStdin:  meta.Interactive && !meta.Detached,
+		AttachStdout: !meta.Detached,
+		AttachStderr: !meta.Detached,
+		StdinOnce:    meta.Interactive && !meta.Detached,
 	}
 	// snap runs ENTRYPOINT + (the run's args or CMD) as one list.
 	if ep := meta.Entrypoint; ep != nil { // the run's --entrypoint
@@ -166,14 +200,16 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 }
 
 // runEnv is docker's Config.Env: the run's -e variables, then the image's
-// that they do not set (docker's merge), without what snap's runtime adds
-// for the process between the two (PATH when the image has none, HOSTNAME).
+// that they do not set (docker's merge). A container's Env is that already;
+// one made by an older snap has the image's first, then what the runtime
+// added for the process (PATH when the image has none, HOSTNAME), which
+// docker's config never holds.
 func runEnv(meta *container.Meta, imageEnv []string) []string {
 	user := meta.Env
 	if len(user) >= len(imageEnv) && slices.Equal(user[:len(imageEnv)], imageEnv) {
 		user = user[len(imageEnv):]
 	}
-	if len(user) > 0 && user[0] == defaultPath && !slices.ContainsFunc(imageEnv, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+	if len(user) > 0 && user[0] == container.DefaultPath && !slices.ContainsFunc(imageEnv, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
 		user = user[1:]
 	}
 	if len(user) > 0 && user[0] == "HOSTNAME="+meta.Hostname {
@@ -188,10 +224,6 @@ func runEnv(meta *container.Meta, imageEnv []string) []string {
 	}
 	return out
 }
-
-// defaultPath is the PATH snap's runtime gives a process whose image sets
-// none, as docker's does.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // mounts lists the container's binds (HOST:CTR[:ro]) as docker does.
 func mounts(volumes []string) []MountPoint {

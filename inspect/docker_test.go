@@ -485,3 +485,37 @@ func checkGraphDriver(t *testing.T, root, name string, s map[string]any) {
 		}
 	}
 }
+
+// TestContainerSecurityInspectLikeDocker creates the same container with
+// each run setting beyond the defaults in docker and in snap, and compares
+// what inspect shows of them: HostConfig's confinement, resources and
+// network mode, Config's terminal and attach settings.
+func TestContainerSecurityInspectLikeDocker(t *testing.T) {
+	requireDocker(t)
+	tag := unique(t) + "/sec:1"
+	root := testImage(t, tag)
+	toDocker(t, root, tag)
+	name := unique(t)
+	paths := []string{"HostConfig.Privileged", "HostConfig.CapAdd", "HostConfig.CapDrop", "HostConfig.SecurityOpt",
+		"HostConfig.ReadonlyRootfs", "HostConfig.PidsLimit", "HostConfig.Memory", "HostConfig.NanoCpus",
+		"HostConfig.NetworkMode", "Config.Tty", "Config.OpenStdin", "Config.StdinOnce",
+		"Config.AttachStdin", "Config.AttachStdout", "Config.AttachStderr"}
+	for i, flags := range [][]string{
+		{"--network", "host"},
+		{"--network", "host", "-i", "-d"},
+		{"--network", "host", "--cap-add", "NET_ADMIN", "--cap-drop", "chown", "--security-opt", "no-new-privileges",
+			"--security-opt", "seccomp=unconfined", "--read-only", "--pids-limit", "50", "--memory", "64m", "--cpus", "1.5", "-t", "-i"},
+		{"--network", "host", "--privileged", "--cap-drop", "ALL"},
+	} {
+		p := containerPair{t, root, fmt.Sprintf("%s-%d-d", name, i), fmt.Sprintf("%s-%d-s", name, i)}
+		defer p.remove()
+		verb := "create"
+		if slices.Contains(flags, "-d") {
+			verb = "run" // a detached run attaches nothing
+		}
+		mustDocker(t, append(append([]string{verb, "--name", p.docker}, flags...), tag)...)
+		mustSnap(t, root, append(append([]string{verb, "--name", p.snap}, flags...), tag)...)
+		d, s := p.inspect()
+		t.Run(strings.Join(flags, " "), func(t *testing.T) { sameValues(t, d, s, paths) })
+	}
+}

@@ -146,7 +146,7 @@ func TestContainerConfigAsDocker(t *testing.T) {
 	meta := &container.Meta{
 		Hostname: "abc", Cwd: "/", ImageRef: "img:1",
 		Args: []string{"/bin/sh", "-c", "sleep 1"},
-		Env:  []string{"A=1", "B=2", defaultPath, "HOSTNAME=abc", "B=3", "C=4"},
+		Env:  []string{"A=1", "B=2", container.DefaultPath, "HOSTNAME=abc", "B=3", "C=4"},
 	}
 	img := &Config{Env: []string{"A=1", "B=2"}, Entrypoint: StrSlice{"/bin/sh", "-c"}, Cmd: StrSlice{"true"}}
 	c := containerConfig(meta, img)

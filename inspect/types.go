@@ -121,11 +121,19 @@ type State struct {
 // HostConfig holds the host-side settings docker keeps that snap's
 // containers have.
 type HostConfig struct {
-	Binds         []string
-	NetworkMode   string
-	PortBindings  map[Port][]PortBinding
-	RestartPolicy RestartPolicy
-	AutoRemove    bool
+	Binds          []string
+	NetworkMode    string
+	PortBindings   map[Port][]PortBinding
+	RestartPolicy  RestartPolicy
+	AutoRemove     bool
+	CapAdd         []string
+	CapDrop        []string
+	Privileged     bool
+	ReadonlyRootfs bool
+	SecurityOpt    []string
+	Memory         int64
+	NanoCpus       int64
+	PidsLimit      *int64 // null: no limit
 }
 
 // PortBinding is a host address and port a container port is published on.
