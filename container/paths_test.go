@@ -382,3 +382,23 @@ func TestImageFSResolve(t *testing.T) {
 		t.Errorf("through a file: %v", err)
 	}
 }
+
+// TestExecWorkdirRelative: exec -w takes an absolute path only, as docker
+// exec refuses "Cwd must be an absolute path", with nothing started.
+func TestExecWorkdirRelative(t *testing.T) {
+	_, m := setup(t)
+	meta, err := m.Create(CreateOptions{Image: "base:1", Args: []string{"sleep", "600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(meta, true)
+	if _, err := m.Start(context.Background(), meta, Stdio{}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Exec(meta, ExecOptions{Args: []string{"true"}, Cwd: "rel"}, Stdio{}); !errors.Is(err, ErrNotAbsolute) {
+		t.Errorf("exec -w rel: %v", err)
+	}
+	if code, err := m.Exec(meta, ExecOptions{Args: []string{"true"}, Cwd: "/tmp"}, Stdio{}); err != nil || code != 0 {
+		t.Errorf("exec -w /tmp: %d %v", code, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"syscall"
 	"time"
 
@@ -465,6 +466,9 @@ func (m *Manager) Exec(meta *Meta, o ExecOptions, stdio Stdio) (int, error) {
 	u, err := lookupUser(m.Rootfs(meta.ID), o.User)
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", meta.Name, err)
+	}
+	if o.Cwd != "" && !path.IsAbs(o.Cwd) {
+		return 0, fmt.Errorf("exec in %s: working directory %q: %w", meta.Name, o.Cwd, ErrNotAbsolute)
 	}
 	if o.Cwd == "" {
 		o.Cwd = meta.Cwd
