@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,18 +16,7 @@ func TestExecAttach(t *testing.T) {
 	e.must("run", "-d", "--name", "ex", "-u", "user", "base:1", "sleep", "600")
 	withStdin := func(in string, args ...string) (string, string, int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env, cmd.Dir = e.environ(), e.dir
-		cmd.Stdin = strings.NewReader(in)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		cmd.Run()
-		if cmd.ProcessState == nil {
-			t.Fatalf("snap %q did not run", args)
-		}
-		return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+		return e.snapIn(strings.NewReader(in), args...)
 	}
 	tests := []struct {
 		name     string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,10 +108,16 @@ func (e *env) environ() []string {
 // snap runs the binary and returns its stdout, stderr and exit code.
 func (e *env) snap(args ...string) (string, string, int) {
 	e.t.Helper()
+	return e.snapIn(nil, args...)
+}
+
+// snapIn is snap with stdin read from in (nil: none).
+func (e *env) snapIn(in io.Reader, args ...string) (string, string, int) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env, cmd.Dir = e.environ(), e.dir
+	cmd.Env, cmd.Dir, cmd.Stdin = e.environ(), e.dir, in
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
