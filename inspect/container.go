@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -57,14 +58,14 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		Driver:         Driver,
 		Platform:       "linux",
 		HostConfig: &HostConfig{
-			Binds:         meta.Volumes,
+			Binds:         binds(meta.Volumes),
 			NetworkMode:   network,
 			PortBindings:  map[Port][]PortBinding{},
 			RestartPolicy: RestartPolicy{Name: "no"},
 			AutoRemove:    meta.Remove,
 		},
 		GraphDriver: GraphDriver{Name: Driver, Data: containerLayerData(st, m, meta, diffIDs)},
-		Mounts:      mounts(meta.Volumes),
+		Mounts:      mounts(meta),
 		Config:      cfg,
 		NetworkSettings: &NetworkSettings{
 			Ports:    map[Port][]PortBinding{},
@@ -135,7 +136,7 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 		Cmd:          StrSlice(meta.Args),
 		Healthcheck:  img.Healthcheck,
 		Image:        meta.ImageRef,
-		Volumes:      img.Volumes,
+		Volumes:      runVolumes(meta, img.Volumes),
 		WorkingDir:   meta.Cwd,
 		Labels:       img.Labels,
 		StopSignal:   img.StopSignal,
@@ -193,10 +194,11 @@ func runEnv(meta *container.Meta, imageEnv []string) []string {
 // none, as docker's does.
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// mounts lists the container's binds (HOST:CTR[:ro]) as docker does.
-func mounts(volumes []string) []MountPoint {
+// mounts lists the container's binds (HOST:CTR[:ro]), then its anonymous
+// volumes, as docker does.
+func mounts(meta *container.Meta) []MountPoint {
 	out := []MountPoint{}
-	for _, v := range volumes {
+	for _, v := range meta.Volumes {
 		parts := strings.Split(v, ":")
 		if len(parts) < 2 {
 			continue
@@ -206,6 +208,38 @@ func mounts(volumes []string) []MountPoint {
 			mp.Mode, mp.RW = parts[2], parts[2] != "ro"
 		}
 		out = append(out, mp)
+	}
+	for _, av := range meta.AnonVolumes {
+		out = append(out, MountPoint{Type: "volume", Name: av.Name, Source: av.Source, Destination: av.Dest, Driver: "local", RW: true})
+	}
+	return out
+}
+
+// binds is docker's HostConfig.Binds: the -v that name a host path; a -v
+// CTR is a volume, in Config.Volumes.
+func binds(volumes []string) []string {
+	var out []string
+	for _, v := range volumes {
+		if strings.Contains(v, ":") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// runVolumes is docker's container Config.Volumes: the image's, and each
+// -v CTR as given.
+func runVolumes(meta *container.Meta, image map[string]struct{}) map[string]struct{} {
+	anon := slices.DeleteFunc(slices.Clone(meta.Volumes), func(v string) bool { return strings.Contains(v, ":") })
+	if len(anon) == 0 {
+		return image
+	}
+	out := maps.Clone(image)
+	if out == nil {
+		out = map[string]struct{}{}
+	}
+	for _, v := range anon {
+		out[v] = struct{}{}
 	}
 	return out
 }
