@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -108,22 +107,39 @@ func fillVolume(view *imageFS, dest, data string) error {
 		return nil // writeInit made every mount point; a fresh volume is empty
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("the image has a %s at /%s, docker's \"cannot mount volume over existing file\": %w", fileKind(fi.Mode()), rel, ErrVolume)
+		return fmt.Errorf("cannot mount a volume over the image's %s /%s: %w", fileKind(fi.Mode()), rel, ErrVolume)
+	}
+	layers, err := view.dirLayers(rel)
+	if err != nil {
+		return err
+	}
+	var src []layerDir
+	defer func() {
+		for _, d := range src {
+			d.f.Close()
+		}
+	}()
+	for _, i := range layers {
+		f, err := view.roots[i].Open(rel)
+		if err != nil {
+			return err
+		}
+		src = append(src, layerDir{i, f})
 	}
 	root, err := openDirNoFollow(unix.AT_FDCWD, data)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	c := &copier{view: view, root: root, links: map[[2]uint64]string{}}
-	if err := c.dir(rel, root, ""); err != nil {
+	c := &copier{root: root, links: map[[2]uint64]string{}}
+	if err := c.dir(src, "/"+rel, root, ""); err != nil {
 		return err
 	}
-	_, layer, err := view.lstat(rel)
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src[0].f.Fd()), &st); err != nil {
 		return err
 	}
-	return c.meta(fi, layer, rel, int(root.Fd()), "", root)
+	return c.meta(&st, src[0].procPath(""), "/"+rel, root, -1, "")
 }
 
 func fileKind(m fs.FileMode) string {
@@ -138,164 +154,248 @@ func fileKind(m fs.FileMode) string {
 	return "special file"
 }
 
+// layerDir is one layer's copy of a directory of the merged view.
+type layerDir struct {
+	layer int
+	f     *os.File
+}
+
+// procPath names the entry name of the directory through its fd, for the
+// l* xattr calls: nothing on the way is followed.
+func (d layerDir) procPath(name string) string {
+	p := "/proc/self/fd/" + strconv.Itoa(int(d.f.Fd()))
+	if name != "" {
+		p += "/" + name
+	}
+	return p
+}
+
 // copier copies a directory of an image's merged view into a volume, as
 // docker's copy-up (a tar of the directory untarred into the volume):
 // directories, files, symlinks (never followed), hardlinks as links, device
 // nodes and fifos; sockets are left out, as docker's tar leaves them.
 // Owners, modes (setuid included), xattrs (all but overlayfs' own; docker
-// keeps only security.capability) and times are kept. Everything is made
-// relative to directory fds of the new volume, which nothing else writes.
+// keeps only security.capability) and times are kept. Both sides are
+// walked through directory fds, one name at a time: nothing is resolved
+// twice, so the cost follows the entries, not their depth, and nothing is
+// followed. The volume is new and nothing else writes it.
 type copier struct {
-	view  *imageFS
 	root  *os.File
 	links map[[2]uint64]string // dev and inode of a multiply linked file: its first path in the volume
 }
 
-// dir copies the merged directory src into dst, which is rel in the volume.
-func (c *copier) dir(src string, dst *os.File, rel string) error {
-	names, err := c.view.readDir(src)
-	if err != nil {
-		return err
+// dir copies the merged directory shown by src (its copies in the layers
+// that show entries, top-most first) into dst, which is rel in the volume;
+// path is the directory in the image, for errors.
+func (c *copier) dir(src []layerDir, path string, dst *os.File, rel string) error {
+	seen := map[string]bool{}
+	var names []string
+	for _, d := range src {
+		ns, err := d.f.Readdirnames(-1)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		for _, n := range ns {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
 	}
+	slices.Sort(names)
 	dfd := int(dst.Fd())
 	for _, name := range names {
-		s, r := src+"/"+name, path.Join(rel, name)
-		fi, layer, err := c.view.lstat(s)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // a whiteout, or hidden by an upper layer
+		p, r := path+"/"+name, rel+"/"+name
+		if rel == "" {
+			r = name
 		}
-		if err != nil {
-			return err
+		// The top-most layer that has the name shows it, unless a
+		// whiteout hides it.
+		var st unix.Stat_t
+		k := -1
+		for i, d := range src {
+			err := unix.Fstatat(int(d.f.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			k = i
+			break
 		}
-		st := fi.Sys().(*syscall.Stat_t)
-		mode := fi.Mode()
-		switch {
-		case mode.IsDir():
-			if err := unix.Mkdirat(dfd, name, 0o700); err != nil {
-				return fmt.Errorf("/%s: %w", s, err)
-			}
-			sub, err := openDirNoFollow(dfd, name)
-			if err != nil {
-				return fmt.Errorf("/%s: %w", s, err)
-			}
-			err = c.dir(s, sub, r)
-			if err == nil {
-				err = c.meta(fi, layer, s, int(sub.Fd()), "", sub)
-			}
-			sub.Close()
-			if err != nil {
+		if k < 0 || st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+			continue
+		}
+		from := src[k]
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if err := c.subdir(src[k:], &st, name, p, dst, r); err != nil {
 				return err
 			}
 			continue
-		case mode.IsRegular():
+		case unix.S_IFREG:
 			if st.Nlink > 1 {
 				key := [2]uint64{st.Dev, st.Ino}
 				if first, ok := c.links[key]; ok {
 					if err := unix.Linkat(int(c.root.Fd()), first, dfd, name, 0); err != nil {
-						return fmt.Errorf("/%s: link to %s: %w", s, first, err)
+						return fmt.Errorf("%s: link to %s: %w", p, first, err)
 					}
 					continue
 				}
 				c.links[key] = r
 			}
-			if err := c.file(fi, layer, s, dfd, name); err != nil {
+			if err := c.file(from, &st, name, p, dst); err != nil {
 				return err
 			}
 			continue
-		case mode&fs.ModeSymlink != 0:
-			target, err := c.view.roots[layer].Readlink(s)
+		case unix.S_IFLNK:
+			target, err := readlinkat(int(from.f.Fd()), name)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", p, err)
 			}
 			if err := unix.Symlinkat(target, dfd, name); err != nil {
-				return fmt.Errorf("/%s: %w", s, err)
+				return fmt.Errorf("%s: %w", p, err)
 			}
-		case mode&fs.ModeSocket != 0:
+		case unix.S_IFSOCK:
 			continue
-		case mode&(fs.ModeDevice|fs.ModeNamedPipe) != 0:
+		case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
 			if err := unix.Mknodat(dfd, name, st.Mode&unix.S_IFMT|0o600, int(st.Rdev)); err != nil {
-				return fmt.Errorf("/%s: %w", s, err)
+				return fmt.Errorf("%s: %w", p, err)
 			}
 		default:
-			return fmt.Errorf("/%s: unknown file type %v", s, mode)
+			return fmt.Errorf("%s: unknown file type %#o", p, st.Mode&unix.S_IFMT)
 		}
-		if err := c.meta(fi, layer, s, dfd, name, nil); err != nil {
+		if err := c.meta(&st, from.procPath(name), p, nil, dfd, name); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// file copies the regular file s into a new file name in dfd.
-func (c *copier) file(fi fs.FileInfo, layer int, s string, dfd int, name string) error {
-	in, err := c.view.roots[layer].OpenFile(s, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// subdir copies the directory name, shown by the top-most of src, into a
+// new directory in dst. Its copies in the layers below show entries too,
+// down to an opaque one or to a layer where the name is no directory.
+func (c *copier) subdir(src []layerDir, st *unix.Stat_t, name, p string, dst *os.File, r string) error {
+	var sub []layerDir
+	defer func() {
+		for _, d := range sub {
+			d.f.Close()
+		}
+	}()
+	for _, d := range src {
+		var ls unix.Stat_t
+		err := unix.Fstatat(int(d.f.Fd()), name, &ls, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if ls.Mode&unix.S_IFMT != unix.S_IFDIR {
+			break
+		}
+		f, err := openDirNoFollow(int(d.f.Fd()), name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		sub = append(sub, layerDir{d.layer, f})
+		if fdOpaque(f) {
+			break
+		}
+	}
+	if err := unix.Mkdirat(int(dst.Fd()), name, 0o700); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	out, err := openDirNoFollow(int(dst.Fd()), name)
 	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	defer out.Close()
+	if err := c.dir(sub, p, out, r); err != nil {
 		return err
 	}
-	defer in.Close()
-	if now, err := in.Stat(); err != nil || !now.Mode().IsRegular() {
-		return fmt.Errorf("/%s: not a regular file (%v)", s, err)
-	}
-	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("/%s: %w", s, err)
-	}
-	out := os.NewFile(uintptr(fd), name)
-	defer out.Close()
-	if _, err := io.Copy(out, in); err != nil {
-		return fmt.Errorf("/%s: %w", s, err)
-	}
-	return c.meta(fi, layer, s, dfd, name, out)
+	return c.meta(st, sub[0].procPath(""), p, out, -1, "")
 }
 
-// meta gives the entry name in dfd (or f itself when name is "") the
-// owner, xattrs, mode and times of s: in that order, since a chown clears
-// setuid bits and security.capability.
-func (c *copier) meta(fi fs.FileInfo, layer int, s string, dfd int, name string, f *os.File) error {
-	st := fi.Sys().(*syscall.Stat_t)
-	xattrs, err := diff.Xattrs(filepath.Join(c.view.dirs[layer], s))
+func fdOpaque(f *os.File) bool {
+	buf := make([]byte, 1)
+	for _, k := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+		if n, err := unix.Fgetxattr(int(f.Fd()), k, buf); err == nil && n == 1 && buf[0] == 'y' {
+			return true
+		}
+	}
+	return false
+}
+
+// file copies the regular file name of from into a new file in dst.
+func (c *copier) file(from layerDir, st *unix.Stat_t, name, p string, dst *os.File) error {
+	fd, err := unix.Openat(int(from.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	in := os.NewFile(uintptr(fd), p)
+	defer in.Close()
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil || now.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s: not a regular file (%v)", p, err)
+	}
+	fd, err = unix.Openat(int(dst.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	out := os.NewFile(uintptr(fd), p)
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	return c.meta(st, from.procPath(name), p, out, -1, "")
+}
+
+// meta gives the new entry (f, or name in dfd) the owner, xattrs, mode and
+// times of st and of the xattrs at src: in that order, since a chown clears
+// setuid bits and security.capability.
+func (c *copier) meta(st *unix.Stat_t, src, p string, f *os.File, dfd int, name string) error {
+	xattrs, err := diff.Xattrs(src)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	wrap := func(op string, err error) error {
 		if err == nil {
 			return nil
 		}
-		return fmt.Errorf("/%s: %s: %w", s, op, err)
+		return fmt.Errorf("%s: %s: %w", p, op, err)
 	}
-	symlink := fi.Mode()&fs.ModeSymlink != 0
+	ts := []unix.Timespec{st.Atim, st.Mtim}
 	if f != nil {
-		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		fd := int(f.Fd())
+		if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
 			return wrap("chown", err)
 		}
 		for k, v := range xattrs {
-			if err := unix.Fsetxattr(int(f.Fd()), k, []byte(v), 0); err != nil {
+			if err := unix.Fsetxattr(fd, k, []byte(v), 0); err != nil {
 				return wrap("setxattr "+k, err)
 			}
 		}
-		if err := unix.Fchmod(int(f.Fd()), st.Mode&0o7777); err != nil {
+		if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
 			return wrap("chmod", err)
 		}
-		ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
-		return wrap("utimes", unix.UtimesNanoAt(int(f.Fd()), "", ts, unix.AT_EMPTY_PATH))
+		return wrap("utimes", unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH))
 	}
 	if err := unix.Fchownat(dfd, name, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return wrap("chown", err)
 	}
-	// The l* calls through the directory's fd: the entry is the one just
-	// made, and never followed.
-	p := "/proc/self/fd/" + strconv.Itoa(dfd) + "/" + name
+	dst := "/proc/self/fd/" + strconv.Itoa(dfd) + "/" + name
 	for k, v := range xattrs {
-		if err := unix.Lsetxattr(p, k, []byte(v), 0); err != nil {
+		if err := unix.Lsetxattr(dst, k, []byte(v), 0); err != nil {
 			return wrap("setxattr "+k, err)
 		}
 	}
-	if !symlink {
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
 		if err := unix.Fchmodat(dfd, name, st.Mode&0o7777, 0); err != nil {
 			return wrap("chmod", err)
 		}
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
 	return wrap("utimes", unix.UtimesNanoAt(dfd, name, ts, unix.AT_SYMLINK_NOFOLLOW))
 }
 
@@ -307,14 +407,25 @@ func openDirNoFollow(dfd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// readDir lists the merged directory rel (clean, relative, a directory in
-// the merged view): the names of every layer that shows its entries, from
-// the top down to an opaque copy or to a layer where it is no directory.
-// Some names may be whiteouts or hidden: lstat tells.
-func (v *imageFS) readDir(rel string) ([]string, error) {
+func readlinkat(fd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(fd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// dirLayers are the layers, top-most first, whose copies of the merged
+// directory rel (clean, relative, a directory in the merged view) show
+// entries: down to an opaque copy or to a layer where it is no directory.
+func (v *imageFS) dirLayers(rel string) ([]int, error) {
 	parts := strings.Split(rel, "/")
-	seen := map[string]bool{}
-	var names []string
+	var out []int
 	for i, r := range v.roots {
 		present, last := true, false
 		for n := 1; n < len(parts); n++ {
@@ -344,21 +455,7 @@ func (v *imageFS) readDir(rel string) ([]string, error) {
 			case !fi.IsDir():
 				last = true
 			default:
-				f, err := r.Open(rel)
-				if err != nil {
-					return nil, err
-				}
-				ns, err := f.Readdirnames(-1)
-				f.Close()
-				if err != nil {
-					return nil, fmt.Errorf("/%s: %w", rel, err)
-				}
-				for _, n := range ns {
-					if !seen[n] {
-						seen[n] = true
-						names = append(names, n)
-					}
-				}
+				out = append(out, i)
 				if opaque(path.Join(v.dirs[i], rel)) {
 					last = true
 				}
@@ -368,8 +465,10 @@ func (v *imageFS) readDir(rel string) ([]string, error) {
 			break
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	if len(out) == 0 {
+		return nil, fmt.Errorf("/%s: %w", rel, unix.ENOTDIR)
+	}
+	return out, nil
 }
 
 // runVolumes is the container's VOLUMEs as docker commits them: the

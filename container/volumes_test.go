@@ -268,3 +268,56 @@ func TestAnonymousVolumeHostile(t *testing.T) {
 		t.Errorf("%d containers, want the refused one not made", len(all))
 	}
 }
+
+// TestFillVolumeLayers: the copy-up reads the image as the overlay shows
+// it: a whiteout hides a lower file, an opaque directory its lower
+// entries, a plain directory merges with its lower copies; a socket is left
+// out, as docker's tar leaves it.
+func TestFillVolumeLayers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("whiteouts (mknod) and trusted xattrs need root")
+	}
+	top, mid, bottom := t.TempDir(), t.TempDir(), t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"data/opq", "data/sub"} {
+		must(os.MkdirAll(filepath.Join(bottom, d), 0o755))
+	}
+	for _, f := range []string{"data/keep", "data/gone", "data/opq/old", "data/sub/low"} {
+		must(os.WriteFile(filepath.Join(bottom, f), []byte(f), 0o644))
+	}
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	must(err)
+	must(unix.Bind(sock, &unix.SockaddrUnix{Name: filepath.Join(bottom, "data/sock")}))
+	unix.Close(sock)
+	must(os.MkdirAll(filepath.Join(mid, "data/sub"), 0o755))
+	must(os.WriteFile(filepath.Join(mid, "data/sub/mid"), nil, 0o644))
+	must(unix.Mknod(filepath.Join(mid, "data/gone"), unix.S_IFCHR, 0))
+	must(os.MkdirAll(filepath.Join(top, "data/opq"), 0o755))
+	must(unix.Setxattr(filepath.Join(top, "data/opq"), "trusted.overlay.opaque", []byte("y"), 0))
+	must(os.WriteFile(filepath.Join(top, "data/opq/new"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(top, "data/keep2"), nil, 0o644))
+	v, err := openImageFS([]string{top, mid, bottom})
+	must(err)
+	defer v.close()
+	vol := filepath.Join(t.TempDir(), "vol")
+	must(fillVolume(v, "/data", vol))
+	var got []string
+	must(filepath.WalkDir(vol, func(p string, d os.DirEntry, err error) error {
+		if err == nil && p != vol {
+			got = append(got, strings.TrimPrefix(p, vol+"/"))
+		}
+		return err
+	}))
+	want := []string{"keep", "keep2", "opq", "opq/new", "sub", "sub/low", "sub/mid"}
+	if !slices.Equal(got, want) {
+		t.Errorf("the volume holds %q, want %q", got, want)
+	}
+	if n, err := unix.Getxattr(filepath.Join(vol, "opq"), "trusted.overlay.opaque", nil); err == nil {
+		t.Errorf("the volume's opq has overlay's opaque xattr (%d bytes)", n)
+	}
+}
