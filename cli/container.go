@@ -30,7 +30,7 @@ func createFlags() []cli.Flag {
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 		&cli.StringFlag{Name: "hostname", Usage: "hostname"},
-		&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "bind `HOST:CTR[:ro]` (never committed)"},
+		&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "bind `HOST:CTR[:ro]`, or an anonymous volume at CTR (never committed)"},
 		&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
 	}
 	flags = append(flags, securityFlags()...)
@@ -44,8 +44,10 @@ func createOptions(c *cli.Context) (container.CreateOptions, error) {
 		return container.CreateOptions{}, usagef("%s needs IMAGE [COMMAND [ARG...]]", c.Command.Name)
 	}
 	for _, v := range c.StringSlice("volume") {
-		if p := strings.Split(v, ":"); len(p) < 2 || len(p) > 3 || !strings.HasPrefix(p[1], "/") || (len(p) == 3 && p[2] != "ro" && p[2] != "rw") {
-			return container.CreateOptions{}, usagef("volume %q: want HOST:CTR[:ro]", v)
+		if p := strings.Split(v, ":"); len(p) == 1 && strings.HasPrefix(v, "/") {
+			continue // CTR: an anonymous volume
+		} else if len(p) < 2 || len(p) > 3 || !strings.HasPrefix(p[1], "/") || (len(p) == 3 && p[2] != "ro" && p[2] != "rw") {
+			return container.CreateOptions{}, usagef("volume %q: want HOST:CTR[:ro] or CTR", v)
 		}
 	}
 	name := c.String("name")
@@ -89,14 +91,14 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 
 func runCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "run a command in a new container",
-		UsageText: "snap run [-d] [-i] [-t] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v HOST:CTR[:ro]] [--hostname H]\n" +
+		Name:  "run",
+		Usage: "run a command in a new container",
+		UsageText: "snap run [-d] [-i] [-t] [--rm] [--name N] [-e VAR=v] [-w DIR] [-u USER] [-v [HOST:]CTR[:ro]] [--hostname H]\n" +
 			"         [--entrypoint CMD] [--network host|none] [--privileged] [--cap-add CAP] [--cap-drop CAP]\n" +
 			"         [--security-opt seccomp=unconfined|PROFILE.json|no-new-privileges] [--read-only]\n" +
 			"         [--pids-limit N] [--memory SIZE] [--cpus N] [--userns auto | --uidmap C:H:N --gidmap C:H:N]\n" +
 			"         IMAGE [COMMAND [ARG...]]\n\nFlags go before IMAGE: everything after it is the container's command (snap run IMG sh -c 'ls -l').",
-		Flags:     append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background, print the ID"}),
+		Flags: append(createFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background, print the ID"}),
 		Action: func(c *cli.Context) error {
 			m, meta, err := createContainer(c)
 			if err != nil {
@@ -218,9 +220,10 @@ func containerCommands() []*cli.Command {
 	rm.UsageText = "snap rm [-f] [-v] CONTAINER...   (or -fv)"
 	rm.Flags = []cli.Flag{
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"},
-		// docker's rm -v removes anonymous volumes; snap's volumes are all
-		// bind mounts of host dirs, which rm never removes, with or without it.
-		&cli.BoolFlag{Name: "volumes", Aliases: []string{"v"}, Usage: "accepted as docker's; snap has no anonymous volumes to remove"},
+		// docker's rm -v removes anonymous volumes; snap's live in the
+		// container's directory and go with it, with or without -v (a bind's
+		// host dir is never removed).
+		&cli.BoolFlag{Name: "volumes", Aliases: []string{"v"}, Usage: "accepted as docker's; rm always removes the container's anonymous volumes"},
 	}
 
 	pause := eachContainer("pause", func(c *cli.Context, m *container.Manager, meta *container.Meta) error {

@@ -35,7 +35,9 @@ type Meta struct {
 	Cwd      string
 	User     string
 	Hostname string
-	Volumes  []string // HOST:CTR[:ro]
+	Volumes  []string // HOST:CTR[:ro], or CTR (an anonymous volume)
+	// AnonVolumes are the anonymous volumes Create made (see makeVolumes).
+	AnonVolumes []AnonVolume `json:",omitempty"`
 	// Network is the network mode: "" or "none" (a namespace with only
 	// lo), or "host".
 	Network string `json:",omitempty"`
@@ -284,6 +286,9 @@ func (m *Manager) Create(o CreateOptions) (*Meta, error) {
 		}
 	}
 	if err := writeInit(filepath.Join(tmp, "init"), layers, meta, cfg.Volumes); err != nil {
+		return nil, err
+	}
+	if meta.AnonVolumes, err = makeVolumes(tmp, m.path(id), layers, meta, cfg.Volumes); err != nil {
 		return nil, err
 	}
 	b, _ := json.MarshalIndent(meta, "", "  ")

@@ -20,19 +20,23 @@ import (
 // ErrVolume is returned (wrapped) for a volume spec snap cannot use.
 var ErrVolume = errors.New("invalid volume")
 
-// volume is one bind mount, docker run's -v HOST:CTR[:ro|rw].
+// volume is one bind mount, docker run's -v HOST:CTR[:ro|rw], or, with no
+// Source, docker run's -v CTR: an anonymous volume (see makeVolumes).
 type volume struct {
 	Source   string
 	Dest     string // clean and absolute
 	ReadOnly bool
+	anon     bool // one of meta.AnonVolumes
 }
 
-// parseVolume reads HOST:CTR[:ro|rw]. The destination is cleaned as
+// parseVolume reads HOST:CTR[:ro|rw] or CTR. The destination is cleaned as
 // docker's parser cleans it: "/../../tmp/x" is "/tmp/x", inside the rootfs.
 func parseVolume(v string) (volume, error) {
 	p := strings.Split(v, ":")
-	if len(p) < 2 || len(p) > 3 || p[0] == "" || !path.IsAbs(p[1]) || (len(p) == 3 && p[2] != "ro" && p[2] != "rw") {
-		return volume{}, fmt.Errorf("volume %q: want HOST:CTR[:ro|rw], CTR absolute: %w", v, ErrVolume)
+	if len(p) == 1 && path.IsAbs(p[0]) {
+		p = []string{"", p[0]}
+	} else if len(p) < 2 || len(p) > 3 || p[0] == "" || !path.IsAbs(p[1]) || (len(p) == 3 && p[2] != "ro" && p[2] != "rw") {
+		return volume{}, fmt.Errorf("volume %q: want HOST:CTR[:ro|rw] or CTR, CTR absolute: %w", v, ErrVolume)
 	}
 	dest := cleanDest(p[1])
 	if dest == "/" {
@@ -59,6 +63,9 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 		if err != nil {
 			return err
 		}
+		if vol.Source == "" {
+			continue // an anonymous volume, in meta.AnonVolumes
+		}
 		// docker's -v makes a missing host directory.
 		if _, err := os.Stat(vol.Source); errors.Is(err, fs.ErrNotExist) {
 			if err := mkdirAllOwned(vol.Source, meta.Security.Userns); err != nil {
@@ -67,6 +74,9 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 		}
 		vols = append(vols, vol)
 	}
+	for _, av := range meta.AnonVolumes {
+		vols = append(vols, volume{Source: av.Source, Dest: av.Dest, anon: true})
+	}
 	slices.SortStableFunc(vols, func(a, b volume) int {
 		return strings.Count(a.Dest, "/") - strings.Count(b.Dest, "/")
 	})
@@ -74,6 +84,10 @@ func applyMounts(spec *specs.Spec, meta *Meta, rootfs string) error {
 		opts := []string{"rbind", "rprivate", "rw"}
 		if vol.ReadOnly {
 			opts[2] = "ro"
+		}
+		if vol.anon && meta.Security.Userns != nil {
+			// Its files keep in-container ids on disk, as the layers'.
+			opts = append(opts, "idmap")
 		}
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: vol.Dest, Type: "bind", Source: vol.Source, Options: opts})
 	}

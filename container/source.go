@@ -48,6 +48,7 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 	if meta.Cwd != "/" || cfg.WorkingDir != "" {
 		cfg.WorkingDir = meta.Cwd
 	}
+	cfg.Volumes = runVolumes(meta, cfg.Volumes)
 	// docker commits the container's config: its entrypoint (the image's
 	// unless --entrypoint replaced it) and its Cmd, what followed the
 	// entrypoint on the command line (the image's when nothing did).

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -58,7 +59,7 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 		Platform:       "linux",
 		HostConfig:     hostConfig(meta, network),
 		GraphDriver:    GraphDriver{Name: Driver, Data: containerLayerData(st, m, meta, diffIDs)},
-		Mounts:         mounts(meta.Volumes),
+		Mounts:         mounts(meta),
 		Config:         cfg,
 		NetworkSettings: &NetworkSettings{
 			Ports:    map[Port][]PortBinding{},
@@ -76,7 +77,7 @@ func ContainerOf(st *store.Store, m *container.Manager, meta *container.Meta) (*
 func hostConfig(meta *container.Meta, network string) *HostConfig {
 	sec := meta.Security
 	hc := &HostConfig{
-		Binds:          meta.Volumes,
+		Binds:          binds(meta.Volumes),
 		NetworkMode:    network,
 		PortBindings:   map[Port][]PortBinding{},
 		RestartPolicy:  RestartPolicy{Name: "no"},
@@ -163,7 +164,7 @@ func containerConfig(meta *container.Meta, img *Config) *Config {
 		Cmd:          StrSlice(meta.Args),
 		Healthcheck:  img.Healthcheck,
 		Image:        meta.ImageRef,
-		Volumes:      img.Volumes,
+		Volumes:      runVolumes(meta, img.Volumes),
 		WorkingDir:   meta.Cwd,
 		Labels:       img.Labels,
 		StopSignal:   img.StopSignal,
@@ -225,10 +226,11 @@ func runEnv(meta *container.Meta, imageEnv []string) []string {
 	return out
 }
 
-// mounts lists the container's binds (HOST:CTR[:ro]) as docker does.
-func mounts(volumes []string) []MountPoint {
+// mounts lists the container's binds (HOST:CTR[:ro]), then its anonymous
+// volumes, as docker does.
+func mounts(meta *container.Meta) []MountPoint {
 	out := []MountPoint{}
-	for _, v := range volumes {
+	for _, v := range meta.Volumes {
 		parts := strings.Split(v, ":")
 		if len(parts) < 2 {
 			continue
@@ -238,6 +240,38 @@ func mounts(volumes []string) []MountPoint {
 			mp.Mode, mp.RW = parts[2], parts[2] != "ro"
 		}
 		out = append(out, mp)
+	}
+	for _, av := range meta.AnonVolumes {
+		out = append(out, MountPoint{Type: "volume", Name: av.Name, Source: av.Source, Destination: av.Dest, Driver: "local", RW: true})
+	}
+	return out
+}
+
+// binds is docker's HostConfig.Binds: the -v that name a host path; a -v
+// CTR is a volume, in Config.Volumes.
+func binds(volumes []string) []string {
+	var out []string
+	for _, v := range volumes {
+		if strings.Contains(v, ":") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// runVolumes is docker's container Config.Volumes: the image's, and each
+// -v CTR as given.
+func runVolumes(meta *container.Meta, image map[string]struct{}) map[string]struct{} {
+	anon := slices.DeleteFunc(slices.Clone(meta.Volumes), func(v string) bool { return strings.Contains(v, ":") })
+	if len(anon) == 0 {
+		return image
+	}
+	out := maps.Clone(image)
+	if out == nil {
+		out = map[string]struct{}{}
+	}
+	for _, v := range anon {
+		out[v] = struct{}{}
 	}
 	return out
 }
