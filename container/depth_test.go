@@ -487,7 +487,10 @@ func TestMountOverlayLegacy(t *testing.T) {
 // and unmounts (other tests, other containers) may miss a line.
 func legacyMounted(mnt string) bool {
 	for range 5 {
-		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		// thread-self: the main thread of this test binary may be left in
+		// a container's mount namespace by libcontainer (a goroutine
+		// that joined it ended locked there), and /proc/self is its view.
+		mi, _ := os.ReadFile("/proc/thread-self/mountinfo")
 		for _, l := range strings.Split(string(mi), "\n") {
 			if strings.Contains(l, " "+mnt+" ") && strings.Contains(l, "lowerdir=0:1:2:") {
 				return true
