@@ -15,7 +15,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"snap/commit"
-	"snap/diff"
+	"snap/compression"
 	"snap/fixtures"
 	"snap/store"
 )
@@ -50,7 +50,7 @@ func deepStore(b *testing.B, root string, depths ...int) {
 		tw.WriteHeader(&tar.Header{Name: "depth/" + body, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1e9, 0)})
 		tw.Write([]byte(body))
 		tw.Close()
-		d, diffID, err := st.AddLayer(context.Background(), &buf, diff.None)
+		d, diffID, err := st.AddLayer(context.Background(), &buf, compression.None)
 		if err != nil {
 			b.Fatal(err)
 		}

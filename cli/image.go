@@ -12,8 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"snap/commit"
+	"snap/compression"
 	"snap/container"
-	"snap/diff"
 	"snap/history"
 	"snap/source"
 	"snap/store"
@@ -407,7 +407,7 @@ func loadCommand() *cli.Command {
 			&cli.StringFlag{Name: "compression", Value: "gzip", Usage: "store layers as gzip, zstd or none"},
 		},
 		Action: func(c *cli.Context) error {
-			comp, err := diff.ParseCompression(c.String("compression"))
+			comp, err := compression.Parse(c.String("compression"))
 			if err != nil {
 				return usageError{err}
 			}

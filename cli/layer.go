@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"snap/compression"
 	"snap/diff"
 )
 
@@ -74,15 +76,23 @@ func layerCommand() *cli.Command {
 				_, err := diff.WriteLayer(c.Context, c.App.Writer, src, opts)
 				return err
 			}
+			// WriteLayer hashes the tar only; a compressed blob's digest is
+			// hashed here, once, as the store's blob writer does for a commit.
+			var blob digest.Digester
 			res, err := writeOutput(out, func(f *os.File) (diff.Result, error) {
-				return diff.WriteLayer(c.Context, f, src, opts)
+				var w io.Writer = f
+				if opts.Compression != compression.None {
+					blob = digest.SHA256.Digester()
+					w = io.MultiWriter(f, blob.Hash())
+				}
+				return diff.WriteLayer(c.Context, w, src, opts)
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, res.DiffID)
-			if opts.Compression != diff.None {
-				fmt.Fprintln(c.App.Writer, res.Digest)
+			if blob != nil {
+				fmt.Fprintln(c.App.Writer, blob.Digest())
 			}
 			return nil
 		},
@@ -93,7 +103,7 @@ func layerCommand() *cli.Command {
 const maxSourceDateEpoch = 253402300799
 
 func layerOptions(c *cli.Context) (diff.Options, error) {
-	comp, err := diff.ParseCompression(c.String("compression"))
+	comp, err := compression.Parse(c.String("compression"))
 	if err != nil {
 		return diff.Options{}, usageError{err}
 	}

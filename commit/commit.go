@@ -19,6 +19,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"snap/compression"
 	"snap/diff"
 	"snap/store"
 )
@@ -28,7 +29,7 @@ type Options struct {
 	Author      string
 	Message     string
 	Changes     []string // Dockerfile instructions, as -c
-	Compression diff.Compression
+	Compression compression.Compression
 	// SourceDateEpoch fixes created and clamps mtimes: the same tree then
 	// gives the same image ID.
 	SourceDateEpoch *time.Time
@@ -78,7 +79,7 @@ func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img
 		}
 	}
 	if opts.Compression == "" {
-		opts.Compression = diff.Gzip
+		opts.Compression = compression.Gzip
 	}
 	// The lease spans the whole write: the layer blob is unreachable from
 	// the index until Put tags the image, and a prune in between would take it.
@@ -219,6 +220,7 @@ func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Opti
 	if res.Entries == 0 {
 		return nil, res, nil
 	}
+	// The blob writer is the blob's one hasher and counter.
 	d, err := bw.Commit()
 	if err != nil {
 		return nil, res, err
@@ -226,7 +228,7 @@ func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Opti
 	return &ocispec.Descriptor{
 		MediaType:   res.MediaType,
 		Digest:      d,
-		Size:        res.Size,
+		Size:        bw.Size(),
 		Annotations: map[string]string{store.AnnotationContentSize: strconv.FormatInt(res.ContentSize, 10), store.AnnotationUncompressedSize: strconv.FormatInt(res.UncompressedSize, 10)},
 	}, res, nil
 }

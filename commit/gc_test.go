@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"snap/diff"
+	"snap/compression"
 	"snap/store"
 )
 
@@ -57,7 +57,7 @@ func TestCommitsRacePrunes(t *testing.T) {
 				if i%2 == 1 && r > 0 {
 					src.Base = tag(r-1, i-1)
 				}
-				if _, err := Commit(ctx, st, src, Options{Tag: tag(r, i), Compression: diff.None}); err != nil {
+				if _, err := Commit(ctx, st, src, Options{Tag: tag(r, i), Compression: compression.None}); err != nil {
 					errs <- fmt.Errorf("round %d: %w", r, err)
 				}
 			})

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snap/commit"
+	"snap/compression"
 	"snap/diff"
 	"snap/fixtures"
 	"snap/store"
@@ -98,7 +99,7 @@ func deepImage(t *testing.T, st *store.Store, base string, layers [][]entry, tag
 	}
 	descs := slices.Clone(img.Manifest.Layers)
 	for i, ents := range layers {
-		d, diffID, err := st.AddLayer(context.Background(), bytes.NewReader(layerTar(t, ents)), diff.None)
+		d, diffID, err := st.AddLayer(context.Background(), bytes.NewReader(layerTar(t, ents)), compression.None)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -568,7 +569,7 @@ func TestRunCommitGenerations(t *testing.T) {
 		if err != nil || code != 0 {
 			t.Fatalf("generation %d: exit %d %v: %s", g, code, err, out.String())
 		}
-		img, err := commit.Commit(ctx, st, Source{Name: meta.Name}, commit.Options{Tag: "line:latest", Compression: diff.None})
+		img, err := commit.Commit(ctx, st, Source{Name: meta.Name}, commit.Options{Tag: "line:latest", Compression: compression.None})
 		if err != nil {
 			t.Fatalf("generation %d: %v", g, err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/diff"
+	"snap/compression"
 )
 
 // Regression: a container records its image by ID (the config digest) and looks
@@ -44,7 +44,7 @@ func TestContainerOfImageWithTwoManifests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		desc, _, err := st.AddLayer(t.Context(), rc, diff.None)
+		desc, _, err := st.AddLayer(t.Context(), rc, compression.None)
 		rc.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func TestCreateRacesRemoveImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		desc, diffID, err := st.AddLayer(t.Context(), &b, diff.None)
+		desc, diffID, err := st.AddLayer(t.Context(), &b, compression.None)
 		if err != nil {
 			t.Fatal(err)
 		}

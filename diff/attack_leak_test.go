@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"snap/compression"
 )
 
 // failAfter is a blob sink that breaks after n bytes, as a full disk does.
@@ -111,28 +113,28 @@ func TestWriteLayerErrorPathsLeakNothing(t *testing.T) {
 	const rounds = 10
 	causes := []struct {
 		name string
-		run  func(comp Compression) error
+		run  func(comp compression.Compression) error
 	}{
-		{"sink fails", func(comp Compression) error {
+		{"sink fails", func(comp compression.Compression) error {
 			_, err := WriteLayer(context.Background(), &failAfter{n: 4 << 10}, Rootfs{Root: root}, Options{Compression: comp})
 			return err
 		}},
-		{"context cancelled mid-walk", func(comp Compression) error {
+		{"context cancelled mid-walk", func(comp compression.Compression) error {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			_, err := WriteLayer(ctx, discard{}, cancelAt{src: Rootfs{Root: root}, k: 302, cancel: cancel}, Options{Compression: comp})
 			return err
 		}},
-		{"tree refused late", func(comp Compression) error {
+		{"tree refused late", func(comp compression.Compression) error {
 			_, err := WriteLayer(context.Background(), discard{}, Rootfs{Root: bad}, Options{Compression: comp})
 			return err
 		}},
-		{"overlay tree refused late", func(comp Compression) error {
+		{"overlay tree refused late", func(comp compression.Compression) error {
 			_, err := WriteLayer(context.Background(), discard{}, Overlay{Upper: bad}, Options{Compression: comp})
 			return err
 		}},
 	}
-	for _, comp := range []Compression{None, Gzip, Zstd} {
+	for _, comp := range []compression.Compression{compression.None, compression.Gzip, compression.Zstd} {
 		for _, cause := range causes {
 			t.Run(string(comp)+"/"+cause.name, func(t *testing.T) {
 				if err := cause.run(comp); err == nil {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -17,11 +16,13 @@ import (
 	archive "github.com/moby/go-archive"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"snap/compression"
 )
 
 // Options tune the layer writer.
 type Options struct {
-	Compression Compression
+	Compression compression.Compression
 	// SourceDateEpoch, when set, clamps every newer mtime to it, so the same
 	// tree gives the same digests however often it is written.
 	SourceDateEpoch *time.Time
@@ -32,12 +33,12 @@ type Options struct {
 	Progress func(entries int, bytes int64)
 }
 
-// Result describes a written layer.
+// Result describes a written layer: its tar, before compression. The blob
+// as written is the business of w, which hashes and counts it if it needs
+// to (the store's BlobWriter does): the bytes are hashed once per stream.
 type Result struct {
 	DiffID           digest.Digest // sha256 of the uncompressed tar
-	Digest           digest.Digest // sha256 of the blob as written
-	Size             int64         // bytes written
-	UncompressedSize int64
+	UncompressedSize int64         // bytes of the uncompressed tar
 	MediaType        string
 	Entries          int
 	// ContentSize is what docker shows as the layer's size: the bytes of its
@@ -45,41 +46,17 @@ type Result struct {
 	ContentSize int64
 }
 
-// EmptyLayerDiffID is the digest of a tar with no entries, the layer of a
-// commit that changed nothing.
-const EmptyLayerDiffID = digest.Digest("sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef")
-
-// hashWriter hashes and counts what passes through it.
-type hashWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func newHashWriter(w io.Writer) *hashWriter { return &hashWriter{w: w, h: sha256.New()} }
-
-func (h *hashWriter) Write(p []byte) (int, error) {
-	h.h.Write(p)
-	n, err := h.w.Write(p)
-	h.n += int64(n)
-	return n, err
-}
-
-func (h *hashWriter) digest() digest.Digest { return digest.NewDigest(digest.SHA256, h.h) }
-
 // WriteLayer streams the changes of src to w as one OCI layer. Each file is
-// read once; the diffID, the compression and the blob digest are all
-// computed as the bytes pass.
+// read once; the diffID and the compression are computed as the bytes pass.
 func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Result, error) {
-	blob := newHashWriter(w)
-	comp, err := compressor(blob, opts.Compression)
+	comp, err := compression.NewWriter(w, opts.Compression)
 	if err != nil {
 		return Result{}, err
 	}
 	diffID := sha256.New()
 	var out *fanout
 	if comp == nil {
-		out = newFanout(diffID, w) // the blob is the tar: one hash serves both
+		out = newFanout(diffID, w)
 	} else {
 		out = newFanout(diffID, comp)
 	}
@@ -99,7 +76,7 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 		err = fmt.Errorf("layer: %w", cerr)
 	}
 	if err != nil {
-		AbortCompressor(comp)
+		compression.Abort(comp)
 		return Result{}, err
 	}
 	if comp != nil {
@@ -107,19 +84,13 @@ func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Res
 			return Result{}, fmt.Errorf("layer: compress: %w", err)
 		}
 	}
-	res := Result{
+	return Result{
 		DiffID:           digest.NewDigest(digest.SHA256, diffID),
-		Digest:           blob.digest(),
-		Size:             blob.n,
 		UncompressedSize: out.n,
 		MediaType:        opts.Compression.MediaType(),
 		Entries:          lw.entries,
 		ContentSize:      lw.contentSize,
-	}
-	if comp == nil {
-		res.Digest, res.Size = res.DiffID, out.n
-	}
-	return res, nil
+	}, nil
 }
 
 type inode struct{ dev, ino uint64 }

@@ -11,6 +11,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"snap/commit"
+	"snap/compression"
 	"snap/diff"
 	"snap/store"
 )
@@ -88,7 +89,7 @@ func dockerImage(ctx context.Context, eng *Engine, st *store.Store, id string) (
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(eng.SaveImage(ctx, id, pw)) }()
-	imgs, err := st.LoadArchive(ctx, pr, diff.Gzip)
+	imgs, err := st.LoadArchive(ctx, pr, compression.Gzip)
 	pr.CloseWithError(err)
 	if err != nil {
 		return nil, fmt.Errorf("image %s from the engine: %w", id, err)

@@ -20,12 +20,12 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/moby/go-archive/compression"
+	goarchive "github.com/moby/go-archive/compression"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/diff"
+	"snap/compression"
 )
 
 // rvEntry is one entry of an archive an attack test writes.
@@ -223,7 +223,7 @@ func TestLoadNonTarStreamFailsFast(t *testing.T) {
 			}
 			in := &cappedStream{fill: tc.fill}
 			wrote := rvWchar(t)
-			_, err = s.LoadArchive(t.Context(), in, diff.Gzip)
+			_, err = s.LoadArchive(t.Context(), in, compression.Gzip)
 			wrote = rvWchar(t) - wrote
 			t.Logf("err %v; read %d bytes, wrote %d", err, in.n, wrote)
 			if err == nil {
@@ -266,7 +266,7 @@ func TestCompressedArchiveWritesOnlyReferenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrote := rvWchar(t)
-	if _, err := s.LoadArchive(t.Context(), in, diff.Gzip); err != nil {
+	if _, err := s.LoadArchive(t.Context(), in, compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
 	wrote = rvWchar(t) - wrote
@@ -302,18 +302,18 @@ func TestOCILayerMediaTypeIsItsContent(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := rvIndex(t, s)
-			imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, rvOCI(layer, tc.blob, tc.claimed, "lie:1")...)), diff.Gzip)
+			imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, rvOCI(layer, tc.blob, tc.claimed, "lie:1")...)), compression.Gzip)
 			if err != nil {
 				if after := rvIndex(t, s); after != before {
 					t.Errorf("refused (%v), but the index changed", err)
 				}
 				return // refusing is a fix too
 			}
-			want := map[compression.Compression]string{
-				compression.None: ocispec.MediaTypeImageLayer,
-				compression.Gzip: ocispec.MediaTypeImageLayerGzip,
-				compression.Zstd: ocispec.MediaTypeImageLayerZstd,
-			}[compression.Detect(tc.blob)]
+			want := map[goarchive.Compression]string{
+				goarchive.None: ocispec.MediaTypeImageLayer,
+				goarchive.Gzip: ocispec.MediaTypeImageLayerGzip,
+				goarchive.Zstd: ocispec.MediaTypeImageLayerZstd,
+			}[goarchive.Detect(tc.blob)]
 			if got := imgs[0].Manifest.Layers[0].MediaType; got != want {
 				t.Errorf("stored layer %s is described as %s, its content is %s", imgs[0].Manifest.Layers[0].Digest, got, want)
 			}
@@ -337,11 +337,11 @@ func TestLookupByIDWithTwoManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	archive := rvTar(t, rvDocker(layerTar(t, "etc/motd", "hi\n"), "twice:1")...)
-	first, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip)
+	first, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.None)
+	second, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.None)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestLoadManyImagesWritesTheIndexOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrote := rvWchar(t)
-	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip); err != nil {
+	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
 	wrote = rvWchar(t) - wrote
@@ -408,7 +408,7 @@ func TestDuplicateRepoTagsStayOneTag(t *testing.T) {
 	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t,
 		rvEntry{name: "c.json", body: rvConfig(digest.FromBytes(layer))},
 		rvEntry{name: "l/layer.tar", body: layer},
-		rvEntry{name: "manifest.json", body: m})), diff.Gzip); err != nil {
+		rvEntry{name: "manifest.json", body: m})), compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
 	newer := putImage(t, s, "dup:1", "etc/motd", "new\n")
@@ -443,13 +443,13 @@ func TestOCILoadHealsCorruptLayer(t *testing.T) {
 	}
 	layer := layerTar(t, "etc/motd", "hi\n")
 	archive := rvTar(t, rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "heal:1")...)
-	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip)
+	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := imgs[0].Manifest.Layers[0].Digest
 	overwrite(t, s, l, "bit rot")
-	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), diff.Gzip); err != nil {
+	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ReadBlob(l); err != nil {

@@ -18,7 +18,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/diff"
+	"snap/compression"
 )
 
 // Passes: archives shaped to confuse the tar index (names, links, PAX,
@@ -85,7 +85,7 @@ func TestHostileArchiveShapesRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := rvIndex(t, s)
-			_, err = s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, tc.entries...)), diff.Gzip)
+			_, err = s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, tc.entries...)), compression.Gzip)
 			t.Log(err)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("load: %v, want an error naming %q", err, tc.want)
@@ -116,7 +116,7 @@ func TestArchiveEntryOrder(t *testing.T) {
 		rvEntry{name: "c.json", body: rvConfig(diffID)},
 		rvEntry{name: "l/layer.tar", body: layer},
 		rvEntry{name: "manifest.json", body: later},
-	)), diff.Gzip)
+	)), compression.Gzip)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestTagRemovePutPruneRace(t *testing.T) {
 		}
 		defer lease.Release()
 		l := layerTar(t, "f", content)
-		desc, diffID, err := s.AddLayer(context.Background(), bytes.NewReader(l), diff.None)
+		desc, diffID, err := s.AddLayer(context.Background(), bytes.NewReader(l), compression.None)
 		if err != nil {
 			return err
 		}

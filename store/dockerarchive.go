@@ -13,11 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/go-archive/compression"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/diff"
+	"snap/compression"
 	"snap/dockertypes"
 )
 
@@ -245,7 +244,7 @@ func (s *Store) layerTarSize(ctx context.Context, l ocispec.Descriptor) (int64, 
 		return 0, err
 	}
 	defer rc.Close()
-	dec, err := compression.DecompressStream(ctxReader{ctx, rc})
+	dec, err := compression.NewReader(ctxReader{ctx, rc})
 	if err != nil {
 		return 0, err
 	}
@@ -261,7 +260,7 @@ func (s *Store) writeLayerTar(ctx context.Context, w io.Writer, l ocispec.Descri
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	defer rc.Close()
-	dec, err := compression.DecompressStream(ctxReader{ctx, rc})
+	dec, err := compression.NewReader(ctxReader{ctx, rc})
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
@@ -299,7 +298,7 @@ func (s *Store) writeLayerTar(ctx context.Context, w io.Writer, l ocispec.Descri
 // digest the archive gives is checked before it is used, layers against
 // the config's diff_ids. The index changes only once everything is stored,
 // and not at all if ctx is cancelled first.
-func (s *Store) LoadArchive(ctx context.Context, r io.Reader, comp diff.Compression) ([]*Image, error) {
+func (s *Store) LoadArchive(ctx context.Context, r io.Reader, comp compression.Compression) ([]*Image, error) {
 	lease, err := s.Lease(ctx) // from the first temp file until Put makes the blobs reachable
 	if err != nil {
 		return nil, err
@@ -352,7 +351,7 @@ func (s *Store) openArchive(ctx context.Context, r io.Reader) (*tarIndex, func()
 	return s.streamArchive(ctx, r, nil, 0)
 }
 
-func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp diff.Compression) ([]NewImage, error) {
+func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp compression.Compression) ([]NewImage, error) {
 	mb, err := ix.readSmall(ctx, "manifest.json")
 	if err != nil {
 		return nil, fmt.Errorf("archive manifest.json: %w", err)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"snap/diff"
+	"snap/compression"
 )
 
 // FuzzLayerDirStaysInside unpacks hostile layers (names with .., absolute
@@ -67,7 +67,7 @@ func FuzzLayerDirStaysInside(f *testing.F) {
 			}
 		}
 		tw.Close()
-		desc, diffID, err := s.AddLayer(t.Context(), bytes.NewReader(b.Bytes()), diff.None)
+		desc, diffID, err := s.AddLayer(t.Context(), bytes.NewReader(b.Bytes()), compression.None)
 		if err != nil {
 			return
 		}
@@ -121,7 +121,7 @@ func FuzzLoadArchive(f *testing.F) {
 			defer fh.Close()
 			r = fh
 		}
-		_, loadErr := s.LoadArchive(t.Context(), r, diff.None)
+		_, loadErr := s.LoadArchive(t.Context(), r, compression.None)
 		ents, err := os.ReadDir(w)
 		if err != nil {
 			t.Fatal(err)

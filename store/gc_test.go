@@ -17,7 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
-	"snap/diff"
+	"snap/compression"
 )
 
 // layerTar is a one-file layer.
@@ -40,7 +40,7 @@ func putImage(t *testing.T, s *Store, tag string, files ...string) *Image {
 	var descs []ocispec.Descriptor
 	var diffIDs []string
 	for i := 0; i < len(files); i += 2 {
-		desc, diffID, err := s.AddLayer(t.Context(), bytes.NewReader(layerTar(t, files[i], files[i+1])), diff.Gzip)
+		desc, diffID, err := s.AddLayer(t.Context(), bytes.NewReader(layerTar(t, files[i], files[i+1])), compression.Gzip)
 		if err != nil {
 			t.Fatal(err)
 		}

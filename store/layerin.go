@@ -10,11 +10,10 @@ import (
 	"maps"
 	"strconv"
 
-	"github.com/moby/go-archive/compression"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/diff"
+	"snap/compression"
 )
 
 // AnnotationUncompressedSize records on a layer descriptor the size of the
@@ -84,13 +83,13 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 // AddLayer stores a layer tar from r (plain or compressed in any way
-// go-archive recognises), recompressed as comp. Every entry is read, so a
+// compression.Detect recognises), recompressed as comp. Every entry is read, so a
 // truncated or corrupt archive fails here and leaves no blob; nothing is
 // extracted, so no entry can reach outside anything. It returns the blob's
 // descriptor (annotated with the content and uncompressed sizes) and the
 // layer's diffID. It stops with ctx's error once ctx is cancelled.
-func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp diff.Compression) (ocispec.Descriptor, digest.Digest, error) {
-	dec, err := compression.DecompressStream(ctxReader{ctx, r})
+func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp compression.Compression) (ocispec.Descriptor, digest.Digest, error) {
+	dec, err := compression.NewReader(ctxReader{ctx, r})
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("layer archive: %w", err)
 	}
@@ -100,7 +99,7 @@ func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp diff.Compression
 		return ocispec.Descriptor{}, "", err
 	}
 	defer bw.Abort()
-	cw, err := diff.NewCompressor(bw, comp)
+	cw, err := compression.NewWriter(bw, comp)
 	if err != nil {
 		return ocispec.Descriptor{}, "", err
 	}
@@ -110,7 +109,7 @@ func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp diff.Compression
 	}
 	scan, err := scanTar(io.TeeReader(dec, out))
 	if err != nil {
-		diff.AbortCompressor(cw)
+		compression.Abort(cw)
 		return ocispec.Descriptor{}, "", err
 	}
 	if cw != nil {
@@ -146,17 +145,13 @@ func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor
 	defer bw.Abort()
 	br := bufio.NewReader(io.TeeReader(ctxReader{ctx, r}, bw))
 	magic, _ := br.Peek(10)
-	switch compression.Detect(magic) {
-	case compression.None:
-		l.MediaType = ocispec.MediaTypeImageLayer
-	case compression.Gzip:
-		l.MediaType = ocispec.MediaTypeImageLayerGzip
-	case compression.Zstd:
-		l.MediaType = ocispec.MediaTypeImageLayerZstd
+	switch c := compression.Detect(magic); c {
+	case compression.None, compression.Gzip, compression.Zstd:
+		l.MediaType = c.MediaType()
 	default:
 		return ocispec.Descriptor{}, fmt.Errorf("compressed in a way OCI layers cannot be (bzip2 or xz)")
 	}
-	dec, err := compression.DecompressStream(br)
+	dec, err := compression.NewReader(br)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}

@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 
 	archive "github.com/moby/go-archive"
-	"github.com/moby/go-archive/compression"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"snap/compression"
 )
 
 // LayerDir returns a directory holding one layer's files, unpacked once per
@@ -57,7 +58,7 @@ func (s *Store) LayerDir(blob ocispec.Descriptor, diffID digest.Digest) (string,
 		return "", fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
 	defer rc.Close()
-	dec, err := compression.DecompressStream(rc)
+	dec, err := compression.NewReader(rc)
 	if err != nil {
 		return "", fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}

@@ -14,9 +14,10 @@ import (
 	"path"
 	"strings"
 
-	"github.com/moby/go-archive/compression"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"snap/compression"
 )
 
 const (
@@ -306,7 +307,7 @@ func (s *Store) streamArchive(ctx context.Context, r io.Reader, raw io.ReaderAt,
 	if len(want) == 0 {
 		return ix, done, nil
 	}
-	dec, err := compression.DecompressStream(ctxReader{ctx, io.NewSectionReader(raw, 0, rawSize)})
+	dec, err := compression.NewReader(ctxReader{ctx, io.NewSectionReader(raw, 0, rawSize)})
 	if err != nil {
 		return nil, done, fmt.Errorf("archive: %w", err)
 	}
@@ -338,7 +339,7 @@ func (s *Store) streamArchive(ctx context.Context, r io.Reader, raw io.ReaderAt,
 func (ix *tarIndex) firstPass(ctx context.Context, r io.Reader, held *os.File, compressed bool) (int64, error) {
 	var dec io.Reader = r
 	if compressed {
-		d, err := compression.DecompressStream(r)
+		d, err := compression.NewReader(r)
 		if err != nil {
 			return 0, fmt.Errorf("archive: %w", err)
 		}
