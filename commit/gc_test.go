@@ -143,7 +143,7 @@ func TestCommitsRacePrunes(t *testing.T) {
 			used[d.Encoded()] = true
 		}
 	}
-	layers, _ := os.ReadDir(filepath.Join(root, "layers"))
+	layers, _ := os.ReadDir(st.LayersDir())
 	for _, e := range layers {
 		if !used[e.Name()] {
 			t.Errorf("unpacked layer %s of no image kept by prune", e.Name())

@@ -179,7 +179,7 @@ func TestBadContainers(t *testing.T) {
 	defer m.Remove(meta, true)
 	st.Remove("base:1")
 	st.Prune(context.Background())
-	os.RemoveAll(filepath.Join(st.Root(), "layers"))
+	os.RemoveAll(st.LayersDir())
 	if _, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{}); err == nil || !strings.Contains(err.Error(), "base:1") {
 		t.Errorf("image removed: %v", err)
 	}

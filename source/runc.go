@@ -47,7 +47,7 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 	}
 	cfg := c.Config()
 	o := &commit.Opened{CreatedBy: strings.Join(bundleArgs(cfg.Labels), " ")}
-	upper, lowers, err := overlayOf(cfg.Rootfs, filepath.Join(st.Root(), "layers"))
+	upper, lowers, err := overlayOf(cfg.Rootfs, st.LayersDir())
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func imageOfLayers(st *store.Store, lowers []string) (*store.Image, error) {
 	for _, img := range imgs {
 		var want []string
 		for _, d := range slices.Backward(img.Config.RootFS.DiffIDs) {
-			want = append(want, filepath.Join(st.Root(), "layers", d.Encoded()))
+			want = append(want, st.LayerPath(d))
 		}
 		if slices.Equal(want, lowers) {
 			return img, nil

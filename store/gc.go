@@ -81,7 +81,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 	}
 
 	// Temp leftovers first: no writer is in flight, so all of them are dead.
-	for _, dir := range []string{s.ingestDir(), s.blobDir(), s.layersDir(), s.root} {
+	for _, dir := range []string{s.ingestDir(), s.blobDir(), s.LayersDir(), s.root} {
 		ents, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return rep, err
@@ -141,7 +141,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 	for _, c := range []struct {
 		dir  string
 		keep map[string]bool
-	}{{s.layersDir(), keepLayers}, {s.flatDir(), keepFlat}} {
+	}{{s.LayersDir(), keepLayers}, {s.flatDir(), keepFlat}} {
 		ents, err := os.ReadDir(c.dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return rep, err

@@ -384,7 +384,7 @@ func TestBrokenImageCostsOnlyItself(t *testing.T) {
 						t.Errorf("blob %s kept after the broken image went", e.Name())
 					}
 				}
-				layers, _ := os.ReadDir(s.layersDir())
+				layers, _ := os.ReadDir(s.LayersDir())
 				if len(layers) != 1 || layers[0].Name() != good.Config.RootFS.DiffIDs[0].Encoded() {
 					t.Errorf("unpacked layers after prune: %v", layers)
 				}

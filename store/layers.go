@@ -34,7 +34,7 @@ func (s *Store) LayerDir(blob ocispec.Descriptor, diffID digest.Digest) (string,
 		return "", err
 	}
 	defer lease.Release()
-	base := s.layersDir()
+	base := s.LayersDir()
 	dir := filepath.Join(base, diffID.Encoded())
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
@@ -109,5 +109,5 @@ func (s *Store) LayerDirs(img *Image) ([]string, error) {
 // LayerPath is where LayerDir unpacks the layer with this diffID (it may not
 // be unpacked yet). diffID must be valid.
 func (s *Store) LayerPath(diffID digest.Digest) string {
-	return filepath.Join(s.root, "layers", diffID.Encoded())
+	return filepath.Join(s.LayersDir(), diffID.Encoded())
 }

@@ -82,8 +82,11 @@ func (s *Store) Root() string { return s.root }
 func (s *Store) blobDir() string    { return filepath.Join(s.root, "blobs", "sha256") }
 func (s *Store) indexPath() string  { return filepath.Join(s.root, ocispec.ImageIndexFile) }
 func (s *Store) ingestDir() string  { return filepath.Join(s.root, "ingest") }
-func (s *Store) layersDir() string  { return filepath.Join(s.root, "layers") }
 func (s *Store) gcLockPath() string { return filepath.Join(s.root, "gc.lock") }
+
+// LayersDir holds the unpacked layers, each at LayerPath. snap's own
+// overlay mounts may name their lowers relative to it.
+func (s *Store) LayersDir() string { return filepath.Join(s.root, "layers") }
 
 // mkIngest makes the directory of in-flight writes. It is private (as
 // layers/ is): a half-unpacked layer holds the image's setuid files.
