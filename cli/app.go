@@ -88,7 +88,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 128 + int(sig.Signal)
 	}
-	fmt.Fprintf(stderr, "snap: %v\n", err)
+	fmt.Fprintf(stderr, "snap: %v\n", withHint(err))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2

@@ -7,6 +7,7 @@ package commit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -63,6 +64,10 @@ type Opened struct {
 	// on every path.
 	Close func() error
 }
+
+// ErrNoWhole is returned for a squash of a source that cannot give its
+// whole filesystem.
+var ErrNoWhole = errors.New("squash: this source cannot give its whole filesystem")
 
 // Source is something a commit reads: a container or a directory.
 type Source interface {
@@ -144,7 +149,7 @@ func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag st
 	changes := o.Changes
 	if opts.Squash {
 		if o.Whole == nil {
-			return nil, fmt.Errorf("--squash: this source cannot give its whole filesystem")
+			return nil, ErrNoWhole
 		}
 		changes = o.Whole
 		layers = nil

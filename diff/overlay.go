@@ -74,11 +74,15 @@ func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
 	return o.walkDir(ctx, fn, t, d, "", lv)
 }
 
+// ErrUpperIncomplete is returned (wrapped) for an upper whose changes are
+// not all in it (redirect_dir, metacopy): the merged view holds them.
+var ErrUpperIncomplete = errors.New("the upper alone does not hold the change")
+
 // refuseRedirect rejects entries whose content is not in the upper alone.
 func refuseRedirect(overlay map[string]string, rel string) error {
 	for _, x := range []string{"redirect", "metacopy"} {
 		if _, has := overlay[x]; has {
-			return fmt.Errorf("upper /%s: overlay %s xattr (mount uses redirect_dir or metacopy); the upper alone does not hold the change, use --rootfs with the merged dir instead", rel, x)
+			return fmt.Errorf("upper /%s: overlay %s xattr (mount uses redirect_dir or metacopy): %w", rel, x, ErrUpperIncomplete)
 		}
 	}
 	return nil

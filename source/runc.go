@@ -63,7 +63,7 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 			return nil, err
 		}
 	case r.Base == "":
-		return nil, fmt.Errorf("rootfs %s is not an overlay: give --base IMAGE to compare it with", cfg.Rootfs)
+		return nil, fmt.Errorf("rootfs %s is not an overlay: %w", cfg.Rootfs, ErrNeedBase)
 	default:
 		d, err := commit.Dir{Root: cfg.Rootfs, Base: r.Base}.Open(ctx, st)
 		if err != nil {
@@ -109,6 +109,10 @@ func bundleArgs(labels []string) []string {
 	return nil
 }
 
+// ErrNeedBase is returned (wrapped) when a runc container's rootfs does not
+// say which image it was made from: the caller must name the base image.
+var ErrNeedBase = errors.New("the base image must be given")
+
 // overlayOf finds the overlay mounted at rootfs and returns its upper and
 // lowers (top-most first); empty when rootfs is not an overlay mount.
 // Relative layer names are taken relative to relTo (see overlayDirs).
@@ -150,7 +154,7 @@ func imageOfLayers(st *store.Store, lowers []string) (*store.Image, error) {
 			return img, nil
 		}
 	}
-	return nil, fmt.Errorf("the rootfs lowers are no image of the store: give --base IMAGE")
+	return nil, fmt.Errorf("the rootfs lowers are no image of the store: %w", ErrNeedBase)
 }
 
 // overlayDirs reads an overlay's layers from its mount options: lowerdir=

@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"errors"
+
+	"snap/commit"
+	"snap/diff"
+	"snap/source"
+)
+
+// hints name the flag that answers a library error: the libraries say
+// what is wrong in their own terms and never name a flag of this CLI.
+var hints = []struct {
+	err  error
+	hint string
+}{
+	{diff.ErrUpperIncomplete, "use --rootfs with the merged dir instead"},
+	{commit.ErrNoWhole, "--squash needs a source that gives its whole filesystem"},
+	{source.ErrNeedBase, "give --base IMAGE"},
+}
+
+// withHint returns err with the CLI's hint for it, if it has one.
+func withHint(err error) error {
+	for _, h := range hints {
+		if errors.Is(err, h.err) {
+			return hinted{err, h.hint}
+		}
+	}
+	return err
+}
+
+type hinted struct {
+	error
+	hint string
+}
+
+func (h hinted) Error() string { return h.error.Error() + ": " + h.hint }
+func (h hinted) Unwrap() error { return h.error }
