@@ -109,6 +109,9 @@ func TestCommitRuncContainer(t *testing.T) {
 	if _, errs, code := snapCLI(t, root, "commit", "--runc-root", runcRoot, "runc://snap-rc2", "x:1"); code != 1 || !strings.Contains(errs, "--base") {
 		t.Errorf("plain rootfs without --base: exit %d %q", code, errs)
 	}
+	if _, errs, code := snapCLI(t, root, "commit", "--runc-root", runcRoot, "runc://snap-nosuch", "x:1"); code != 1 || !strings.Contains(errs, `no runc container "snap-nosuch"`) {
+		t.Errorf("a runc container that does not exist: exit %d %q", code, errs)
+	}
 	mustSnap(t, root, "commit", "--runc-root", runcRoot, "--base", "snap-e2e/golden:1", "runc://snap-rc2", "snap-e2e/plain:1")
 	if st := runcStatus(t, runcRoot, "snap-rc2"); st != "running" {
 		t.Fatalf("second runc container after commit: %s", st)

@@ -40,7 +40,7 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 	}
 	c, err := libcontainer.Load(root, r.ID)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "does not exist") {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, libcontainer.ErrNotExist) {
 			return nil, fmt.Errorf("no runc container %q in %s", r.ID, root)
 		}
 		return nil, fmt.Errorf("runc container %q: %w", r.ID, err)
