@@ -196,8 +196,12 @@ _snap() {
 		cur=${words[${#words[@]}-1]}
 		unset 'words[${#words[@]}-1]'
 	fi
+	local bin=${words[0]}
+	if [[ $(type -t "$bin") == alias && ${BASH_ALIASES[$bin]} != *[[:space:]]* ]]; then
+		bin=${BASH_ALIASES[$bin]} # alias snap=/usr/local/bin/snap
+	fi
 	local IFS=$'\n'
-	COMPREPLY=($(command "${words[0]}" __complete "${words[@]:1}" "$cur" 2>/dev/null))
+	COMPREPLY=($(command "$bin" __complete "${words[@]:1}" "$cur" 2>/dev/null))
 	# bash replaces only what follows the last ':' or '=' (COMP_WORDBREAKS).
 	local pre=${cur%"${cur##*[:=]}"}
 	if [[ -n $pre ]]; then

@@ -80,6 +80,25 @@ func TestMakeInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("DESTDIR and uninstall", func(t *testing.T) {
+		dest := t.TempDir()
+		vars := []string{"DESTDIR=" + dest, "PREFIX=/usr", "BIN=" + filepath.Join(w, "build", "snap")}
+		output(t, env, "make", append([]string{"-C", src, "install"}, vars...)...)
+		files := []string{"usr/bin/snap", "usr/share/man/man1/snap.1", "usr/share/bash-completion/completions/snap",
+			"usr/share/zsh/site-functions/_snap", "usr/share/fish/vendor_completions.d/snap.fish"}
+		for _, f := range files {
+			if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+				t.Error(err)
+			}
+		}
+		output(t, env, "make", append([]string{"-C", src, "uninstall"}, vars...)...)
+		for _, f := range files {
+			if _, err := os.Stat(filepath.Join(dest, f)); err == nil {
+				t.Errorf("%s is left after make uninstall", f)
+			}
+		}
+	})
+
 	t.Run("man", func(t *testing.T) {
 		// No MANPATH: man-db finds PREFIX/share/man from PREFIX/bin on PATH,
 		// as it finds /usr/local/share/man.
@@ -106,33 +125,50 @@ func TestMakeInstall(t *testing.T) {
 		}
 	})
 
-	t.Run("bash completion", func(t *testing.T) {
-		// The server and its bash get this environment only: no user's
-		// configuration, prompt or history.
-		home := t.TempDir()
-		tenv := []string{"HOME=" + home, "TERM=xterm", "HISTFILE=/dev/null",
-			"PATH=" + filepath.Join(prefix, "bin") + ":" + os.Getenv("PATH")}
-		sock := filepath.Join(t.TempDir(), "tmux.sock")
-		tmux := func(args ...string) string {
-			return output(t, tenv, "tmux", append([]string{"-S", sock}, args...)...)
-		}
-		tmux("-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "20", "-c", home, "bash --norc --noprofile")
-		t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
-		tmux("send-keys", "PS1='$ '; source "+filepath.Join(prefix, "share/bash-completion/completions/snap")+" && clear", "Enter")
-		waitScreen(t, tmux, "$ ")
-		for _, tc := range []struct{ typed, want string }{
-			{"snap com", "$ snap commit "},
-			{"snap commit --to-d", "$ snap commit --to-docker "},
-			{"snap ima", "$ snap image"},
-			{"snap image ins", "$ snap image inspect "},
-		} {
-			tmux("send-keys", tc.typed, "Tab")
-			waitScreen(t, tmux, tc.want)
-			tmux("send-keys", "C-u") // and again, from an empty line
-			tmux("send-keys", "C-l")
+	// Ubuntu's snapd is another snap, /usr/bin/snap: one that knows none
+	// of these words stands in for it, first on PATH.
+	other := filepath.Join(w, "snapd")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "snap"), []byte("#!/bin/sh\necho 'error: unknown command' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	installed := filepath.Join(prefix, "bin", "snap")
+	for _, tc := range []struct {
+		name, path, setup, cmd string
+	}{
+		{"bash completion", filepath.Join(prefix, "bin"), "", "snap"},
+		{"bash completion, snapd first on PATH, by path", other, "", installed},
+		{"bash completion, snapd first on PATH, alias", other, "alias snap=" + installed + "; ", "snap"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The server and its bash get this environment only: no user's
+			// configuration, prompt or history.
+			home := t.TempDir()
+			tenv := []string{"HOME=" + home, "TERM=xterm", "HISTFILE=/dev/null", "PATH=" + tc.path + ":" + os.Getenv("PATH")}
+			sock := filepath.Join(t.TempDir(), "tmux.sock")
+			tmux := func(args ...string) string {
+				return output(t, tenv, "tmux", append([]string{"-S", sock}, args...)...)
+			}
+			tmux("-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "20", "-c", home, "bash --norc --noprofile")
+			t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
+			tmux("send-keys", "PS1='$ '; "+tc.setup+"source "+filepath.Join(prefix, "share/bash-completion/completions/snap")+" && clear", "Enter")
 			waitScreen(t, tmux, "$ ")
-		}
-	})
+			for _, k := range []struct{ typed, want string }{
+				{" com", " commit "},
+				{" commit --to-d", " commit --to-docker "},
+				{" ima", " image"},
+				{" image ins", " image inspect "},
+			} {
+				tmux("send-keys", tc.cmd+k.typed, "Tab")
+				waitScreen(t, tmux, "$ "+tc.cmd+k.want)
+				tmux("send-keys", "C-u") // and again, from an empty line
+				tmux("send-keys", "C-l")
+				waitScreen(t, tmux, "$ ")
+			}
+		})
+	}
 }
 
 // waitScreen waits until the pane's first line is want and the cursor ends
