@@ -31,7 +31,7 @@ build: $(BIN)
 # The binary is rebuilt when a source or the version changes, not on every
 # make: sudo make install after make installs what make built, even where
 # root has no go on its PATH. Go's own cache makes a needless rebuild cheap.
-$(BIN): $(shell git ls-files --cached --others --exclude-standard -- '*.go' 2>/dev/null || find . -name '*.go') go.mod go.sum $(BIN).version
+$(BIN): $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.go' 2>/dev/null || find . -name '*.go')) go.mod go.sum $(BIN).version
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/snap
 
 # Rewritten only when the version changes (git's GIT-VERSION-FILE); left as

@@ -45,6 +45,12 @@ func TestMakeInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := os.Environ()
+	if exec.Command("git", "-C", src, "rev-parse", "HEAD").Run() != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the source is no git checkout: snap version has no commit to show")
+		}
+		t.Skip("needs a git checkout (snap version shows its commit)")
+	}
 	describe := strings.TrimSpace(output(t, env, "git", "-C", src, "describe", "--always", "--dirty"))
 	head := strings.TrimSpace(output(t, env, "git", "-C", src, "rev-parse", "HEAD"))
 	w := t.TempDir()
