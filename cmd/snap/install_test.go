@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -206,4 +207,20 @@ func withoutEnv(env []string, names ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestVersionWithoutLdflags: a snap built by plain go build (as the tests
+// and go install build it) still names its Go, libcontainer and seccomp.
+func TestVersionWithoutLdflags(t *testing.T) {
+	bin := buildSnap(t)
+	runc := strings.TrimSpace(output(t, os.Environ(), "go", "list", "-m", "-f", "{{.Version}}", "github.com/opencontainers/runc"))
+	long := output(t, os.Environ(), bin, "version")
+	for _, want := range []string{"Go version:    " + runtime.Version() + "\n", "libcontainer:  " + runc + "\n", "Seccomp:       yes\n", "OS/Arch:       linux/" + runtime.GOARCH + "\n"} {
+		if !strings.Contains(long, want) {
+			t.Errorf("snap version lacks %q:\n%s", want, long)
+		}
+	}
+	if short := output(t, os.Environ(), bin, "--version"); !strings.Contains(short, ", "+runtime.Version()+", libcontainer "+runc+"\n") {
+		t.Errorf("snap --version = %q", short)
+	}
 }
