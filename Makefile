@@ -11,10 +11,56 @@ GOFLAGS := $(strip $(shell $(GO) env GOFLAGS) -tags=seccomp)
 CGO_ENABLED := 1
 export GOFLAGS CGO_ENABLED
 
-.PHONY: build test vet fuzz demo bench clean
+# make install PREFIX=/usr/local (the default); DESTDIR for packaging.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
 
-build:
-	$(GO) build -o $(BIN) ./cmd/snap
+# What snap version prints. A plain go build (no ldflags) reads the module's
+# build info instead.
+VERSION := $(shell git describe --always --dirty 2>/dev/null)
+COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)$(if $(filter %-dirty,$(VERSION)),-dirty)
+LDFLAGS := -X snap/cli.version=$(VERSION) -X snap/cli.gitCommit=$(COMMIT)
+
+.PHONY: build test vet fuzz demo bench clean install uninstall FORCE
+
+build: $(BIN)
+
+# The binary is rebuilt when a source or the version changes, not on every
+# make: sudo make install after make installs what make built, even where
+# root has no go on its PATH. Go's own cache makes a needless rebuild cheap.
+$(BIN): $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.go' 2>/dev/null || find . -name '*.go')) go.mod go.sum $(BIN).version
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/snap
+
+# Rewritten only when the version changes (git's GIT-VERSION-FILE); left as
+# it is where git cannot tell (no repository, or root in another's tree).
+$(BIN).version: FORCE
+	@mkdir -p $(dir $@)
+	@if [ -n '$(VERSION)' ] || [ ! -e $@ ]; then \
+		echo '$(VERSION) $(COMMIT)' | cmp -s - $@ || echo '$(VERSION) $(COMMIT)' > $@; fi
+
+# Completion scripts and the man page come from the binary itself: they
+# follow its commands and flags.
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/snap
+	$(BIN) __man > $(DESTDIR)$(MANDIR)/man1/snap.1
+	$(BIN) completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/snap
+	$(BIN) completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_snap
+	$(BIN) completion fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/snap.fish
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/snap.1 $(DESTDIR)$(DATADIR)/bash-completion/completions/snap \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions/_snap $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/snap.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/snap $(DESTDIR)$(MANDIR)/man1/snap.1 \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/snap \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions/_snap \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/snap.fish
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

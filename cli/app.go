@@ -31,6 +31,20 @@ func App(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", EnvVars: []string{"SNAP_ROOT"}, Usage: "image store `DIR`", Value: defaultRoot()},
+			// snap's own flag, not urfave's Version: that one is added after
+			// the line is parsed (flags anywhere), and prints one field.
+			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"},
+		},
+		HideVersion: true,
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				_, err := fmt.Fprintln(c.App.Writer, BuildVersion().Short())
+				return err
+			}
+			if c.NArg() > 0 {
+				return usagef("%q is not a snap command; see 'snap --help'", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
 		Commands: []*cli.Command{
 			layerCommand(),
@@ -45,6 +59,9 @@ func App(stdout, stderr io.Writer) *cli.App {
 			importCommand(),
 			loadCommand(),
 			saveCommand(),
+			versionCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		// -c 'CMD ["a","b"]' holds commas that are not separators.
@@ -71,7 +88,20 @@ func (s Signaled) Error() string { return "received " + s.Signal.String() }
 
 // Run runs snap with args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := runApp(ctx, App(stdout, stderr), args)
+	app := App(stdout, stderr)
+	if len(args) > 1 && args[1] == completeCommand {
+		// Before the line is parsed: the words are half typed.
+		words := args[2:]
+		cur := ""
+		if len(words) > 0 {
+			cur, words = words[len(words)-1], words[:len(words)-1]
+		}
+		for _, c := range complete(ctx, app, words, cur) {
+			fmt.Fprintln(stdout, c)
+		}
+		return 0
+	}
+	err := runApp(ctx, app, args)
 	if err == nil {
 		return 0
 	}
