@@ -47,7 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadArchive$$' -fuzztime $(FUZZTIME) ./store
 
 demo: build
-	./fixtures/demo.sh
+	./internal/fixtures/demo.sh
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench

@@ -16,7 +16,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // requireRoot skips outside CI and fails in it.

@@ -14,7 +14,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

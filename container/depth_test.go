@@ -26,7 +26,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

@@ -14,11 +14,11 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // bin is the snap binary built for these tests; baseTar a busybox rootfs
-// tarball made as fixtures/demo.sh makes its base.
+// tarball made as internal/fixtures/demo.sh makes its base.
 var bin, baseTar string
 
 func TestMain(m *testing.M) {

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // requireDocker skips (fails in CI) without a dockerd holding the busybox

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"snap/cli"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // requireDocker: dockerd is the reference. Outside CI a machine without it

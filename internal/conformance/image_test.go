@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"snap/cli"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // snapCLI runs snap's command line in-process against root.

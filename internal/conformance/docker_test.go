@@ -15,7 +15,7 @@ import (
 	archive "github.com/moby/go-archive"
 
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // scenario is one kind of change made inside a docker container. host, when
