@@ -17,21 +17,6 @@ import (
 	"snap/store"
 )
 
-// requireDocker skips without a docker engine, except in CI, where it fails.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	err := fixtures.DockerAvailable()
-	if err == nil {
-		err = fixtures.EnsureBaseImage()
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker: %v", err)
-		}
-		t.Skipf("no docker engine: %v", err)
-	}
-}
-
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := fixtures.Docker(args...)

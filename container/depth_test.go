@@ -27,6 +27,7 @@ import (
 	"snap/commit"
 	"snap/diff"
 	"snap/internal/fixtures"
+	"snap/internal/testenv"
 	"snap/store"
 )
 
@@ -411,9 +412,7 @@ func viewOf(t *testing.T, lowers []string) []string {
 // upper that takes writes; the process's working directory stays, and the
 // short names go.
 func TestMountOverlayLegacy(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("mounts need root")
-	}
+	testenv.Root(t, "mounts")
 	tests := []struct {
 		name  string
 		n     int
