@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // runs per tool: this VM's first touches of freshly freed memory make single

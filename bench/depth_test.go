@@ -16,7 +16,7 @@ import (
 
 	"snap/commit"
 	"snap/compression"
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

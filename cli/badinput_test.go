@@ -87,6 +87,7 @@ func TestBadInputLeavesStoreUnchanged(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			requireRootFor(t, tc.args...)
 			before := snapshot(t, root)
 			var out, errb bytes.Buffer
 			code := Run(t.Context(), append([]string{"snap", "--root", root}, tc.args...), &out, &errb)

@@ -37,6 +37,7 @@ func TestExitCodesAndOutput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			requireRootFor(t, tc.args...)
 			var stdout, stderr bytes.Buffer
 			code := Run(context.Background(), append([]string{"snap"}, tc.args...), &stdout, &stderr)
 			if code != tc.code {
@@ -54,6 +55,7 @@ func TestExitCodesAndOutput(t *testing.T) {
 			}
 		})
 	}
+	requireRootFor(t, "layer", "--upper", u)
 	if lines := strings.Count(runOut(t, "layer", "--upper", u, "-o", out, "--compression", "gzip"), "\n"); lines != 2 {
 		t.Errorf("-o with compression prints %d lines, want diffID and digest", lines)
 	}

@@ -13,24 +13,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
-
-// requireDocker skips without a docker engine, except in CI, where it fails.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	err := fixtures.DockerAvailable()
-	if err == nil {
-		err = fixtures.EnsureBaseImage()
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker: %v", err)
-		}
-		t.Skipf("no docker engine: %v", err)
-	}
-}
 
 func docker(t *testing.T, args ...string) string {
 	t.Helper()

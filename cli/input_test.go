@@ -8,20 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 )
-
-// requireRoot skips outside CI and fails in it.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root, and CI runs as root")
-	}
-	t.Skip("needs root")
-}
 
 func TestSourceDateEpochRange(t *testing.T) {
 	w := t.TempDir()
@@ -93,6 +82,7 @@ func TestEmptyNames(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			requireRootFor(t, tc.args...)
 			var stdout, stderr bytes.Buffer
 			code := Run(t.Context(), append([]string{"snap"}, tc.args...), &stdout, &stderr)
 			if code != 2 || stderr.String() != "snap: "+tc.want+"\n" {
@@ -138,6 +128,7 @@ func TestControlCharactersQuoted(t *testing.T) {
 	} {
 		args := tc.args
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			requireRootFor(t, args...)
 			var stdout, stderr bytes.Buffer
 			code := Run(t.Context(), append([]string{"snap"}, args...), &stdout, &stderr)
 			msg := stderr.String()
@@ -171,14 +162,8 @@ func buildSnap(t *testing.T) (bin, dir string) {
 // TestNonRootSaysRootNeeded runs the real binary as nobody: the commands
 // that need root say so once, up front; the others work.
 func TestNonRootSaysRootNeeded(t *testing.T) {
-	requireRoot(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("setpriv (util-linux) is missing")
-		}
-		t.Skip("needs setpriv (util-linux)")
-	}
+	requireRoot(t, "setpriv to nobody")
+	setpriv := testenv.Tool(t, "setpriv")
 	bin, dir := buildSnap(t)
 	home := filepath.Join(dir, "home")
 	rootfs := filepath.Join(dir, "rootfs")
@@ -257,7 +242,7 @@ func TestNonRootSaysRootNeeded(t *testing.T) {
 // TestRunPassesCommandFlags runs a real container: what follows the image
 // is the container's, flags included.
 func TestRunPassesCommandFlags(t *testing.T) {
-	requireRoot(t)
+	requireRoot(t, "containers")
 	bin, dir := buildSnap(t)
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := fixtures.Base(rootfs); err != nil {

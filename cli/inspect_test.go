@@ -34,6 +34,7 @@ func inspectStore(t *testing.T) string {
 		{"commit", "--base", "base:1", "-a", "Ops <ops@example.com>", "-m", "golden v1", "-c", "EXPOSE 8080", "-c", "VOLUME /data",
 			"-c", "ENV MODE=golden", "-c", "LABEL tier=gold", "-c", `CMD ["/bin/cat","/etc/motd"]`, "dir://" + rootfs, "golden:1"},
 	} {
+		requireRootFor(t, args...)
 		if _, errs, code := snapIn(t, root, args...); code != 0 {
 			t.Fatalf("%v: %s", args, errs)
 		}

@@ -15,7 +15,7 @@ import (
 // regular file (a device, a FIFO) instead of renaming over it, and through
 // a symlink to what it points at, leaving the link.
 func TestOutputTargets(t *testing.T) {
-	requireRoot(t) // mknod
+	requireRoot(t, "mknod")
 	w := t.TempDir()
 	t.Setenv("SNAP_ROOT", filepath.Join(w, "store"))
 	rootfs := filepath.Join(w, "rootfs")

@@ -14,15 +14,14 @@ import (
 
 	"snap/commit"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 	"snap/store"
 )
 
 func setup(t *testing.T) (*store.Store, *Manager) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("containers need root")
-	}
+	testenv.Root(t, "containers")
 	w := t.TempDir()
 	st, err := store.Open(filepath.Join(w, "store"))
 	if err != nil {

@@ -27,7 +27,8 @@ import (
 	"snap/commit"
 	"snap/compression"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 	"snap/store"
 )
 
@@ -412,9 +413,7 @@ func viewOf(t *testing.T, lowers []string) []string {
 // upper that takes writes; the process's working directory stays, and the
 // short names go.
 func TestMountOverlayLegacy(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("mounts need root")
-	}
+	testenv.Root(t, "mounts")
 	tests := []struct {
 		name  string
 		n     int

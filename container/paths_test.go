@@ -15,7 +15,8 @@ import (
 
 	"snap/commit"
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 	"snap/store"
 )
 
@@ -336,9 +337,7 @@ func TestWorkdirInRootfs(t *testing.T) {
 // overlay shows them: a whiteout or an opaque directory hides a lower
 // symlink, a visible one is followed inside the root, ".." stops at it.
 func TestImageFSResolve(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("whiteouts (mknod) and trusted xattrs need root")
-	}
+	testenv.Root(t, "whiteouts (mknod) and trusted xattrs")
 	top, mid, bottom := t.TempDir(), t.TempDir(), t.TempDir()
 	must := func(err error) {
 		t.Helper()

@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"snap/internal/testenv"
 )
 
 func TestParseIDMap(t *testing.T) {
@@ -172,12 +174,7 @@ func TestApplyUserns(t *testing.T) {
 // the upper keeps on-disk in-container ids for new files, copied-up files
 // and whiteouts, what a commit then records.
 func TestMountUserns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI must run the tests as root")
-		}
-		t.Skip("needs root (mounts)")
-	}
+	testenv.Root(t, "mounts")
 	const host = 700000
 	w := t.TempDir()
 	if err := os.Chmod(filepath.Dir(w), 0o711); err != nil { // the range's root walks to merged

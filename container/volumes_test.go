@@ -14,6 +14,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
+	"snap/internal/testenv"
 	"snap/store"
 )
 
@@ -274,9 +275,7 @@ func TestAnonymousVolumeHostile(t *testing.T) {
 // entries, a plain directory merges with its lower copies; a socket is left
 // out, as docker's tar leaves it.
 func TestFillVolumeLayers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("whiteouts (mknod) and trusted xattrs need root")
-	}
+	testenv.Root(t, "whiteouts (mknod) and trusted xattrs")
 	top, mid, bottom := t.TempDir(), t.TempDir(), t.TempDir()
 	must := func(err error) {
 		t.Helper()

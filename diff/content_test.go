@@ -79,7 +79,7 @@ func TestSameSizeSameSecondIsDecidedByContent(t *testing.T) {
 
 func setMtime(t *testing.T, p string, sec, nsec int64) {
 	t.Helper()
-	ts := []unix.Timespec{{Sec: sec, Nsec: nsec}, {Sec: sec, Nsec: nsec}}
+	ts := []unix.Timespec{unix.NsecToTimespec(sec*1e9 + nsec), unix.NsecToTimespec(sec*1e9 + nsec)}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		t.Fatal(err)
 	}

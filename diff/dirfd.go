@@ -94,10 +94,7 @@ func (d *dir) at(name string) (*byte, error) {
 func (d *dir) lstat(name string, st *syscall.Stat_t) error {
 	p, err := d.at(name)
 	if err == nil {
-		_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
-		if e != 0 {
-			err = e
-		}
+		err = lstatat(d.fd, p, st)
 	}
 	if err != nil {
 		return &fs.PathError{Op: "lstat", Path: d.path + "/" + name, Err: err}

@@ -246,7 +246,7 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 		if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
 			h.Typeflag = tar.TypeBlock
 		}
-		h.Devmajor, h.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+		h.Devmajor, h.Devminor = int64(unix.Major(uint64(st.Rdev))), int64(unix.Minor(uint64(st.Rdev))) // uint32 on mips
 	case syscall.S_IFIFO:
 		h.Typeflag = tar.TypeFifo
 	default:

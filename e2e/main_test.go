@@ -14,11 +14,12 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 )
 
 // bin is the snap binary built for these tests; baseTar a busybox rootfs
-// tarball made as fixtures/demo.sh makes its base.
+// tarball made as internal/fixtures/demo.sh makes its base.
 var bin, baseTar string
 
 func TestMain(m *testing.M) {
@@ -52,18 +53,12 @@ func setup(m *testing.M) int {
 // require skips a test whose need is not met, except in CI, where it fails.
 func require(t *testing.T, ok bool, what string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI must provide %s", what)
-	}
-	t.Skipf("needs %s", what)
+	testenv.Need(t, ok, what)
 }
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	require(t, os.Geteuid() == 0, "root (containers, overlay mounts)")
+	testenv.Root(t, "containers and overlay mounts")
 }
 
 // cmdTimeout bounds every snap command, so a hang fails the test instead of

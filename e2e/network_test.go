@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 // TestNetworkModes: --network host reaches a TCP server on the host's

@@ -12,7 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 )
 
 // requireDocker skips (fails in CI) without a dockerd holding the busybox
@@ -23,7 +24,7 @@ func requireDocker(t *testing.T) {
 	if err == nil {
 		err = fixtures.EnsureBaseImage()
 	}
-	require(t, err == nil, fmt.Sprintf("a running dockerd (%v)", err))
+	testenv.NeedNoError(t, err, "a running dockerd")
 }
 
 // statusFields are the confinement lines of /proc/self/status.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/moby/go-archive/compression"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

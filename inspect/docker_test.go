@@ -18,25 +18,15 @@ import (
 	"time"
 
 	"snap/cli"
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 )
 
-// requireDocker: dockerd is the reference. Outside CI a machine without it
-// skips; in CI it must be there.
+// requireDocker: dockerd is the reference, and snap's side runs containers.
 func requireDocker(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("these tests need root")
-		}
-		t.Skip("needs root")
-	}
-	if err := fixtures.DockerAvailable(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("dockerd is the reference and must run: %v", err)
-		}
-		t.Skipf("dockerd is not running: %v", err)
-	}
+	testenv.Root(t, "containers")
+	testenv.NeedNoError(t, fixtures.DockerAvailable(), "a running dockerd")
 }
 
 func snapRun(root string, args ...string) (string, string, int) {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snap/compression"
+	"snap/internal/testenv"
 )
 
 // layerTar is a one-file layer.
@@ -59,6 +60,7 @@ func putImage(t *testing.T, s *Store, tag string, files ...string) *Image {
 // image and keeps those of the images still in the store, a layer both
 // share included; the bytes it reports count them.
 func TestPruneReclaimsUnusedLayerDirs(t *testing.T) {
+	testenv.Root(t, "unpacking layers with their owners")
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +107,7 @@ func TestPruneReclaimsUnusedLayerDirs(t *testing.T) {
 // lock no writer is in flight, so every temp file is a killed one's.
 // Before, prune kept temp blobs for an hour and never looked at the others.
 func TestPruneTakesTempLeftovers(t *testing.T) {
+	testenv.Root(t, "unpacking layers with their owners")
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +298,7 @@ func repoint(t *testing.T, s *Store, img *Image, manifest []byte) {
 // what only it used. Before, Images failed for every image and so did
 // Remove and Prune (issue 8, item 3).
 func TestBrokenImageCostsOnlyItself(t *testing.T) {
+	testenv.Root(t, "unpacking layers with their owners")
 	for _, tc := range breakCases {
 		for _, by := range []string{"tag", "digest prefix"} {
 			t.Run(tc.name+"/rmi by "+by, func(t *testing.T) {
@@ -485,12 +489,7 @@ func TestPutBlobHealsCorruptCopy(t *testing.T) {
 // container's) is kept even when no image in the store lists it any more;
 // once unmounted, prune takes it.
 func TestPruneKeepsMountedLowers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test mounts an overlay: CI must run it as root")
-		}
-		t.Skip("needs root to mount an overlay")
-	}
+	testenv.Root(t, "an overlay mount")
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

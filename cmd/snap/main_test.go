@@ -19,7 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 	"snap/store"
 )
 

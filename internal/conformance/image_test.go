@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"snap/cli"
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 )
 
 // snapCLI runs snap's command line in-process against root.
@@ -46,6 +47,7 @@ func cmd(t *testing.T, name string, args ...string) string {
 // fixture and an image committed on it from a changed copy of its rootfs.
 func golden(t *testing.T, env ...string) (root, base string) {
 	t.Helper()
+	testenv.Root(t, "commit --base (unpacks layers with their owners)")
 	w := t.TempDir()
 	root, base = filepath.Join(w, "store"), filepath.Join(w, "base")
 	if err := fixtures.Base(base); err != nil {

@@ -15,7 +15,8 @@ import (
 	archive "github.com/moby/go-archive"
 
 	"snap/diff"
-	"snap/fixtures"
+	"snap/internal/fixtures"
+	"snap/internal/testenv"
 )
 
 // scenario is one kind of change made inside a docker container. host, when
@@ -75,12 +76,11 @@ func sh(t *testing.T, cmd string) {
 	}
 }
 
-// requireDocker fails, never skips: these tests are the reference.
+// requireDocker: dockerd is the reference these tests compare with (.ci/run
+// starts it).
 func requireDocker(t *testing.T) {
 	t.Helper()
-	if err := fixtures.DockerAvailable(); err != nil {
-		t.Fatalf("dockerd is the reference and must run (.ci/run starts it): %v", err)
-	}
+	testenv.NeedNoError(t, fixtures.DockerAvailable(), "a running dockerd")
 	if err := fixtures.EnsureBaseImage(); err != nil {
 		t.Fatal(err)
 	}

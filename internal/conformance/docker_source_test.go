@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"snap/fixtures"
+	"snap/internal/fixtures"
 )
 
 func containerState(t *testing.T, name string) string {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"snap/internal/testenv"
 	"snap/store"
 )
 
@@ -56,9 +57,7 @@ func runcStatus(t *testing.T, runcRoot, id string) string {
 // created_by, the container is running afterwards. A second container on a
 // plain directory rootfs is committed in rootfs mode against --base.
 func TestCommitRuncContainer(t *testing.T) {
-	if _, err := exec.LookPath("runc"); err != nil {
-		t.Fatalf("runc is the reference here and must be installed (Debian's runc): %v", err)
-	}
+	testenv.Tool(t, "runc") // the reference here (Debian's runc)
 	root, base := golden(t)
 	_ = base
 	w := t.TempDir()
