@@ -77,15 +77,11 @@ type Source interface {
 
 // Commit writes a new image from src into st and returns it.
 func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img *store.Image, err error) {
-	tag := ""
-	if opts.Tag != "" {
-		if tag, err = store.ParseRef(opts.Tag); err != nil {
-			return nil, err
-		}
+	tags, err := opts.tags()
+	if err != nil {
+		return nil, err
 	}
-	if opts.Compression == "" {
-		opts.Compression = compression.Gzip
-	}
+	opts.Compression = opts.layerCompression()
 	// The lease spans the whole write: the layer blob is unreachable from
 	// the index until Put tags the image, and a prune in between would take it.
 	lease, err := st.Lease(ctx)
@@ -113,22 +109,15 @@ func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img
 			err = fmt.Errorf("commit %s: %w", src, cerr)
 		}
 	}()
-	img, err = build(ctx, st, o, opts, tag, release)
+	img, err = build(ctx, st, o, opts, tags, release)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", src, err)
 	}
 	return img, nil
 }
 
-func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag string, release func() error) (*store.Image, error) {
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
-	}
-	created := now().UTC()
-	if opts.SourceDateEpoch != nil {
-		created = opts.SourceDateEpoch.UTC()
-	}
+func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tags []string, release func() error) (*store.Image, error) {
+	created := opts.createdAt()
 	var cfg dockerspec.DockerOCIImage
 	var layers []ocispec.Descriptor
 	if o.Base != nil {
@@ -182,10 +171,6 @@ func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tag st
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
-	}
-	var tags []string
-	if tag != "" {
-		tags = []string{tag}
 	}
 	return st.Put(raw, layers, tags)
 }

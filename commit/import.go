@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
@@ -25,31 +24,19 @@ func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts 
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
 	defer lease.Release()
-	tag := ""
-	if opts.Tag != "" {
-		if tag, err = store.ParseRef(opts.Tag); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Compression == "" {
-		opts.Compression = "gzip"
+	tags, err := opts.tags()
+	if err != nil {
+		return nil, err
 	}
 	var cfg dockerspec.DockerOCIImage
 	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	desc, diffID, err := st.AddLayer(ctx, r, opts.Compression)
+	desc, diffID, err := st.AddLayer(ctx, r, opts.layerCompression())
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
-	}
-	created := now().UTC()
-	if opts.SourceDateEpoch != nil {
-		created = opts.SourceDateEpoch.UTC()
-	}
+	created := opts.createdAt()
 	msg := opts.Message
 	if msg == "" {
 		msg = "Imported from " + src
@@ -64,10 +51,6 @@ func Import(ctx context.Context, st *store.Store, r io.Reader, src string, opts 
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
-	}
-	var tags []string
-	if tag != "" {
-		tags = []string{tag}
 	}
 	img, err := st.Put(raw, []ocispec.Descriptor{desc}, tags)
 	if err != nil {
