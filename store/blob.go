@@ -108,21 +108,12 @@ func (s *Store) PutBlob(b []byte) (digest.Digest, error) {
 // ReadBlob reads a whole blob and checks it against its digest: a mismatch
 // is ErrCorrupt, a missing blob ErrNotFound.
 func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
-	p, err := s.BlobPath(d)
+	rc, err := s.OpenBlob(d)
 	if err != nil {
-		return nil, fmt.Errorf("blob: %w", err)
+		return nil, err
 	}
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("blob %s: %w", d, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", d, err)
-	}
-	if got := digest.FromBytes(b); got != d {
-		return nil, fmt.Errorf("blob %s is %w: its content hashes to %s", d, ErrCorrupt, got)
-	}
-	return b, nil
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
 
 // OpenBlob streams a blob; the reader fails at the end if the content does
@@ -139,22 +130,50 @@ func (s *Store) OpenBlob(d digest.Digest) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &verifyReader{f: f, d: d, v: d.Verifier()}, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{newVerifyReader(f, "blob", d, -1), f}, nil
 }
 
+// verifyReader passes r on and, at its end, fails if what came through is
+// not d, or not size bytes (size < 0: any): the one reader that checks
+// content against its digest, for the store's blobs and an archive's.
+// d's algorithm must be available (the digest validated).
 type verifyReader struct {
-	f *os.File
-	d digest.Digest
-	v digest.Verifier
+	r    io.Reader
+	what string // names the content in the error, with d
+	d    digest.Digest
+	size int64
+	h    digest.Digester
+	n    int64
+}
+
+func newVerifyReader(r io.Reader, what string, d digest.Digest, size int64) *verifyReader {
+	return &verifyReader{r: r, what: what, d: d, size: size, h: d.Algorithm().Digester()}
 }
 
 func (r *verifyReader) Read(p []byte) (int, error) {
-	n, err := r.f.Read(p)
-	r.v.Write(p[:n])
-	if err == io.EOF && !r.v.Verified() {
-		return n, fmt.Errorf("blob %s is %w: its content does not match its digest", r.d, ErrCorrupt)
+	n, err := r.r.Read(p)
+	r.h.Hash().Write(p[:n])
+	r.n += int64(n)
+	if err == io.EOF {
+		if verr := checkContent(r.d, r.size, r.h.Digest(), r.n); verr != nil {
+			return n, fmt.Errorf("%s %s is %w", r.what, r.d, verr)
+		}
 	}
 	return n, err
 }
 
-func (r *verifyReader) Close() error { return r.f.Close() }
+// checkContent is the one check of content (hashed to got, n bytes)
+// against its digest and, when size >= 0, its size: a mismatched digest is
+// ErrCorrupt.
+func checkContent(d digest.Digest, size int64, got digest.Digest, n int64) error {
+	if got != d {
+		return fmt.Errorf("%w: its content hashes to %s", ErrCorrupt, got)
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("%d bytes, its descriptor says %d", n, size)
+	}
+	return nil
+}

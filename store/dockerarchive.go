@@ -78,13 +78,6 @@ func header(typ byte, name string, mtime time.Time, size int64) tar.Header {
 	return tar.Header{Typeflag: typ, Name: name, Size: size, Mode: mode, ModTime: mtime, Uname: "root", Gname: "root"}
 }
 
-// saveEntry is one entry of an archive being written; body writes exactly
-// hdr.Size bytes.
-type saveEntry struct {
-	hdr  tar.Header
-	body func(io.Writer) error
-}
-
 // SaveDockerArchive writes images as docker 20.10's `docker save` does, so
 // `docker load` and every reader of docker's format take them: per layer a
 // directory named by its legacy v1 ID holding VERSION, json and the
@@ -209,21 +202,7 @@ func (s *Store) SaveDockerArchive(ctx context.Context, w io.Writer, imgs []*Imag
 	slices.SortFunc(entries, func(a, b saveEntry) int {
 		return slices.Compare(strings.Split(strings.TrimSuffix(a.hdr.Name, "/"), "/"), strings.Split(strings.TrimSuffix(b.hdr.Name, "/"), "/"))
 	})
-	tw := tar.NewWriter(w)
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&e.hdr); err != nil {
-			return err
-		}
-		if e.body != nil {
-			if err := e.body(tw); err != nil {
-				return err
-			}
-		}
-	}
-	return tw.Close()
+	return writeEntries(ctx, w, entries)
 }
 
 // layerTarSize is the size of a layer's uncompressed tar: recorded on its
@@ -282,8 +261,8 @@ func (s *Store) writeLayerTar(ctx context.Context, w io.Writer, l ocispec.Descri
 	if _, err := io.Copy(io.Discard, rc); err != nil { // the blob's digest is checked at its end
 		return err
 	}
-	if got := digest.NewDigest(digest.SHA256, h); got != diffID {
-		return fmt.Errorf("layer %s: content is %s, the image says %s", l.Digest, got, diffID)
+	if err := checkDiffID(digest.NewDigest(digest.SHA256, h), diffID); err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	return nil
 }
@@ -360,48 +339,41 @@ func (s *Store) loadDockerArchive(ctx context.Context, ix *tarIndex, comp compre
 	if err := json.Unmarshal(mb, &manifest); err != nil {
 		return nil, fmt.Errorf("archive manifest.json: %w", err)
 	}
-	type stored struct {
-		desc   ocispec.Descriptor
+	// Shared layers are read once: by resolved entry name and the diff_id
+	// asked of them, so one asked for another diff_id is read and refused.
+	type shared struct {
+		entry  string
 		diffID digest.Digest
 	}
-	layers := map[string]stored{} // by resolved entry name: shared layers are read once
+	layers := map[shared]ocispec.Descriptor{}
 	var all []NewImage
 	for _, m := range manifest {
 		cb, err := ix.readSmall(ctx, m.Config)
 		if err != nil {
 			return nil, fmt.Errorf("archive config %q: %w", m.Config, err)
 		}
-		var cfg ocispec.Image
-		if err := json.Unmarshal(cb, &cfg); err != nil {
-			return nil, fmt.Errorf("archive config %q: %w", m.Config, err)
-		}
-		if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-			return nil, fmt.Errorf("archive config %q: %d diff_ids for %d layers", m.Config, len(cfg.RootFS.DiffIDs), len(m.Layers))
-		}
-		p := NewImage{Config: cb}
-		for i, name := range m.Layers {
-			resolved, sr, err := ix.open(name)
-			if err != nil {
-				return nil, fmt.Errorf("archive layer %q: %w", name, err)
-			}
-			l, ok := layers[resolved]
-			if !ok {
-				if l.desc, l.diffID, err = s.AddLayer(ctx, sr, comp); err != nil {
-					return nil, fmt.Errorf("archive layer %q: %w", name, err)
+		img := archiveImage{what: strconv.Quote(m.Config), config: cb, tags: m.RepoTags}
+		for _, name := range m.Layers {
+			img.layers = append(img.layers, archiveLayer{what: strconv.Quote(name), put: func(diffID digest.Digest) (ocispec.Descriptor, error) {
+				resolved, sr, err := ix.open(name)
+				if err != nil {
+					return ocispec.Descriptor{}, err
 				}
-				layers[resolved] = l
-			}
-			if l.diffID != cfg.RootFS.DiffIDs[i] {
-				return nil, fmt.Errorf("archive layer %q: content is %s, the config says %s", name, l.diffID, cfg.RootFS.DiffIDs[i])
-			}
-			p.Layers = append(p.Layers, l.desc)
+				k := shared{resolved, diffID}
+				if desc, ok := layers[k]; ok {
+					return desc, nil
+				}
+				desc, _, err := s.addLayer(ctx, sr, comp, diffID)
+				if err != nil {
+					return ocispec.Descriptor{}, err
+				}
+				layers[k] = desc
+				return desc, nil
+			}})
 		}
-		for _, t := range m.RepoTags {
-			ref, err := ParseRef(t)
-			if err != nil {
-				return nil, fmt.Errorf("archive tag: %w", err)
-			}
-			p.Tags = append(p.Tags, ref)
+		p, err := stage(img)
+		if err != nil {
+			return nil, err
 		}
 		all = append(all, p)
 	}

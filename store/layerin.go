@@ -89,6 +89,12 @@ func (c *countReader) Read(p []byte) (int, error) {
 // descriptor (annotated with the content and uncompressed sizes) and the
 // layer's diffID. It stops with ctx's error once ctx is cancelled.
 func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp compression.Compression) (ocispec.Descriptor, digest.Digest, error) {
+	return s.addLayer(ctx, r, comp, "")
+}
+
+// addLayer is AddLayer refusing, before its blob is committed, a layer
+// whose content is not diffID ("": any).
+func (s *Store) addLayer(ctx context.Context, r io.Reader, comp compression.Compression, diffID digest.Digest) (ocispec.Descriptor, digest.Digest, error) {
 	dec, err := compression.NewReader(ctxReader{ctx, r})
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("layer archive: %w", err)
@@ -116,6 +122,9 @@ func (s *Store) AddLayer(ctx context.Context, r io.Reader, comp compression.Comp
 		if err := cw.Close(); err != nil {
 			return ocispec.Descriptor{}, "", err
 		}
+	}
+	if err := checkDiffID(scan.diffID, diffID); err != nil {
+		return ocispec.Descriptor{}, "", err
 	}
 	d, err := bw.Commit()
 	if err != nil {
@@ -163,14 +172,12 @@ func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor
 	if _, err := io.Copy(io.Discard, br); err != nil { // what the decompressor left
 		return ocispec.Descriptor{}, err
 	}
-	if got := bw.Digest(); got != l.Digest {
-		return ocispec.Descriptor{}, fmt.Errorf("corrupt: its content hashes to %s", got)
+	// The blob writer is the stream's one hasher.
+	if err := checkContent(l.Digest, l.Size, bw.Digest(), bw.Size()); err != nil {
+		return ocispec.Descriptor{}, err
 	}
-	if bw.Size() != l.Size {
-		return ocispec.Descriptor{}, fmt.Errorf("%d bytes, the manifest says %d", bw.Size(), l.Size)
-	}
-	if scan.diffID != diffID {
-		return ocispec.Descriptor{}, fmt.Errorf("uncompressed content is %s, the config says %s", scan.diffID, diffID)
+	if err := checkDiffID(scan.diffID, diffID); err != nil {
+		return ocispec.Descriptor{}, err
 	}
 	if _, err := bw.Commit(); err != nil {
 		return ocispec.Descriptor{}, err

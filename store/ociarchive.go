@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -18,49 +17,39 @@ import (
 // holding just these images (skopeo's oci-archive: transport reads it).
 // It stops with ctx's error once ctx is cancelled.
 func (s *Store) SaveOCIArchive(ctx context.Context, w io.Writer, imgs []*Image) error {
-	tw := tar.NewWriter(w)
 	epoch := time.Unix(0, 0)
-	add := func(name string, size int64, body io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: epoch}); err != nil {
-			return err
-		}
-		_, err := io.Copy(tw, body)
-		return err
+	var entries []saveEntry
+	add := func(name string, size int64, body func(io.Writer) error) {
+		entries = append(entries, saveEntry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: epoch}, body: body})
 	}
 	for _, d := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: epoch}); err != nil {
-			return err
-		}
+		entries = append(entries, saveEntry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: epoch}})
 	}
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	written := map[digest.Digest]bool{}
-	blob := func(d digest.Digest, size int64) error {
+	blob := func(d digest.Digest, size int64) {
 		if written[d] {
-			return nil
-		}
-		rc, err := s.OpenBlob(d)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		if err := add("blobs/sha256/"+d.Encoded(), size, ctxReader{ctx, rc}); err != nil {
-			return fmt.Errorf("blob %s: %w", d, err)
+			return
 		}
 		written[d] = true
-		return nil
+		add("blobs/sha256/"+d.Encoded(), size, func(w io.Writer) error {
+			rc, err := s.OpenBlob(d)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if _, err := io.Copy(w, ctxReader{ctx, rc}); err != nil {
+				return fmt.Errorf("blob %s: %w", d, err)
+			}
+			return nil
+		})
 	}
 	for _, img := range imgs {
 		for _, l := range img.Manifest.Layers {
-			if err := blob(l.Digest, l.Size); err != nil {
-				return err
-			}
+			blob(l.Digest, l.Size)
 		}
-		if err := blob(img.Manifest.Config.Digest, img.Manifest.Config.Size); err != nil {
-			return err
-		}
-		if err := blob(img.ManifestDesc.Digest, img.ManifestDesc.Size); err != nil {
-			return err
-		}
+		blob(img.Manifest.Config.Digest, img.Manifest.Config.Size)
+		blob(img.ManifestDesc.Digest, img.ManifestDesc.Size)
 		tags := img.Tags
 		if len(tags) == 0 {
 			idx.Manifests = append(idx.Manifests, img.ManifestDesc)
@@ -76,13 +65,13 @@ func (s *Store) SaveOCIArchive(ctx context.Context, w io.Writer, imgs []*Image) 
 		return err
 	}
 	lb, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-	if err := add(ocispec.ImageLayoutFile, int64(len(lb)), strings.NewReader(string(lb))); err != nil {
-		return err
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{{ocispec.ImageLayoutFile, lb}, {ocispec.ImageIndexFile, ib}} {
+		add(f.name, int64(len(f.b)), func(w io.Writer) error { _, err := w.Write(f.b); return err })
 	}
-	if err := add(ocispec.ImageIndexFile, int64(len(ib)), strings.NewReader(string(ib))); err != nil {
-		return err
-	}
-	return tw.Close()
+	return writeEntries(ctx, w, entries)
 }
 
 // entry is the archive entry of a blob whose digest ValidateDigest passed.
@@ -107,17 +96,11 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]NewImage, e
 		if err := ValidateDigest(d.Digest); err != nil {
 			return nil, fmt.Errorf("archive %s %q: %w", what, d.Digest, err)
 		}
-		b, err := ix.readSmall(ctx, entry(d.Digest))
+		sr, err := ix.openSmall(entry(d.Digest))
 		if err != nil {
 			return nil, fmt.Errorf("archive %s %s: %w", what, d.Digest, err)
 		}
-		if got := digest.FromBytes(b); got != d.Digest {
-			return nil, fmt.Errorf("archive %s %s is corrupt: its content hashes to %s", what, d.Digest, got)
-		}
-		if int64(len(b)) != d.Size {
-			return nil, fmt.Errorf("archive %s %s: %d bytes, its descriptor says %d", what, d.Digest, len(b), d.Size)
-		}
-		return b, nil
+		return io.ReadAll(newVerifyReader(ctxReader{ctx, sr}, "archive "+what, d.Digest, d.Size))
 	}
 	var all []NewImage
 	for _, md := range idx.Manifests {
@@ -136,34 +119,25 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]NewImage, e
 		if err != nil {
 			return nil, err
 		}
-		var cfg ocispec.Image
-		if err := json.Unmarshal(cb, &cfg); err != nil {
-			return nil, fmt.Errorf("archive config %s: %w", m.Config.Digest, err)
-		}
-		if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-			return nil, fmt.Errorf("archive config %s: %d diff_ids for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
-		}
-		p := NewImage{Config: cb}
-		for i, l := range m.Layers {
-			if err := ValidateDigest(l.Digest); err != nil {
-				return nil, fmt.Errorf("archive layer %q: %w", l.Digest, err)
-			}
-			_, sr, err := ix.open(entry(l.Digest))
-			if err != nil {
-				return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)
-			}
-			desc, err := s.copyLayer(ctx, sr, l, cfg.RootFS.DiffIDs[i])
-			if err != nil {
-				return nil, fmt.Errorf("archive layer %s: %w", l.Digest, err)
-			}
-			p.Layers = append(p.Layers, desc)
+		img := archiveImage{what: m.Config.Digest.String(), config: cb}
+		for _, l := range m.Layers {
+			img.layers = append(img.layers, archiveLayer{what: l.Digest.String(), put: func(diffID digest.Digest) (ocispec.Descriptor, error) {
+				if err := ValidateDigest(l.Digest); err != nil {
+					return ocispec.Descriptor{}, err
+				}
+				_, sr, err := ix.open(entry(l.Digest))
+				if err != nil {
+					return ocispec.Descriptor{}, err
+				}
+				return s.copyLayer(ctx, sr, l, diffID)
+			}})
 		}
 		if name := md.Annotations[ocispec.AnnotationRefName]; name != "" {
-			ref, err := ParseRef(name)
-			if err != nil {
-				return nil, fmt.Errorf("archive tag: %w", err)
-			}
-			p.Tags = []string{ref}
+			img.tags = []string{name}
+		}
+		p, err := stage(img)
+		if err != nil {
+			return nil, err
 		}
 		all = append(all, p)
 	}

@@ -197,6 +197,16 @@ func (ix *tarIndex) open(name string) (string, *io.SectionReader, error) {
 // readSmall reads a metadata entry whole, refusing one larger than
 // maxMetadataSize.
 func (ix *tarIndex) readSmall(ctx context.Context, name string) ([]byte, error) {
+	sr, err := ix.openSmall(name)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(ctxReader{ctx, sr})
+}
+
+// openSmall opens a metadata entry, refusing one larger than
+// maxMetadataSize.
+func (ix *tarIndex) openSmall(name string) (*io.SectionReader, error) {
 	_, sr, err := ix.open(name)
 	if err != nil {
 		return nil, err
@@ -204,7 +214,7 @@ func (ix *tarIndex) readSmall(ctx context.Context, name string) ([]byte, error) 
 	if sr.Size() > maxMetadataSize {
 		return nil, fmt.Errorf("%d bytes, more than the %d MiB metadata may take", sr.Size(), maxMetadataSize>>20)
 	}
-	return io.ReadAll(ctxReader{ctx, sr})
+	return sr, nil
 }
 
 // ctxReader fails with the context's error once it is cancelled, so a
