@@ -3,126 +3,20 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/diff"
+	"snap/internal/archivetest"
 )
-
-// entry is one entry of an archive a test writes.
-type entry struct {
-	name string
-	body []byte
-	typ  byte // tar.TypeReg when zero
-	link string
-}
-
-func tarBytes(t *testing.T, prefix []byte, entries []entry) []byte {
-	t.Helper()
-	b := bytes.NewBuffer(append([]byte(nil), prefix...))
-	tw := tar.NewWriter(b)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: 0o644}
-		switch h.Typeflag {
-		case 0:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.body))
-		case tar.TypeDir:
-			h.Mode = 0o755
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func gzipBytes(t *testing.T, b []byte) []byte {
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func imageConfig(diffIDs ...digest.Digest) []byte {
-	b, _ := json.Marshal(ocispec.Image{
-		Platform: ocispec.Platform{Architecture: "amd64", OS: "linux"},
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
-	})
-	return b
-}
-
-// dockerEntries is a docker-archive of one image with one layer, named as
-// given in manifest.json.
-func dockerEntries(layer []byte, configName, layerName string, diffID digest.Digest) []entry {
-	m, _ := json.Marshal([]dockerManifest{{Config: configName, RepoTags: []string{"hostile:1"}, Layers: []string{layerName}}})
-	return []entry{
-		{name: "cfg.json", body: imageConfig(diffID)},
-		{name: "l/layer.tar", body: layer},
-		{name: "manifest.json", body: m},
-	}
-}
-
-type dockerManifest struct {
-	Config   string
-	RepoTags []string
-	Layers   []string
-}
-
-// ociSpec is an OCI archive of one image with one gzip layer; the
-// overrides replace what its manifest and config say.
-type ociSpec struct {
-	layerDigest  digest.Digest
-	diffID       digest.Digest
-	configDigest digest.Digest
-	extra        []entry
-}
-
-func ociEntries(t *testing.T, layer []byte, o ociSpec) []entry {
-	gz := gzipBytes(t, layer)
-	ld := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(gz), Size: int64(len(gz))}
-	diffID := digest.FromBytes(layer)
-	if o.diffID != "" {
-		diffID = o.diffID
-	}
-	cfg := imageConfig(diffID)
-	cd := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	blobs := []entry{{name: "blobs/sha256/" + ld.Digest.Encoded(), body: gz}, {name: "blobs/sha256/" + cd.Digest.Encoded(), body: cfg}}
-	if o.layerDigest != "" {
-		ld.Digest = o.layerDigest
-	}
-	if o.configDigest != "" {
-		cd.Digest = o.configDigest
-	}
-	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{ld}})
-	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(m), Size: int64(len(m)),
-		Annotations: map[string]string{ocispec.AnnotationRefName: "hostile:1"}}
-	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{md}})
-	return append(append(blobs, o.extra...),
-		entry{name: "blobs/sha256/" + md.Digest.Encoded(), body: m},
-		entry{name: ocispec.ImageIndexFile, body: idx},
-		entry{name: ocispec.ImageLayoutFile, body: []byte(`{"imageLayoutVersion":"1.0.0"}`)})
-}
 
 // sparseEntry is the tar (without its end blocks) of one PAX sparse entry
 // "big" of size bytes that are all a hole: a few hundred bytes in the
@@ -145,23 +39,6 @@ func sparseEntry(t *testing.T, size int64) []byte {
 		t.Fatalf("the sparse entry takes %d bytes", b.Len())
 	}
 	return bytes.TrimRight(b.Bytes(), "\x00") // the end blocks; the entry's own data is empty
-}
-
-// writeChars is how many bytes this process has written with write(2) and
-// the like, to disk or not.
-func writeChars(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no wchar in /proc/self/io")
-	return 0
 }
 
 // tempLeftovers lists what a command left in the store under a temp name.
@@ -189,8 +66,7 @@ func TestHostileArchivesRefused(t *testing.T) {
 	if code := Run(t.Context(), []string{"snap", "--root", root, "import", good, "base:1"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
 		t.Fatal("import failed")
 	}
-	diffID := digest.FromBytes(layer)
-	gzDigest := digest.FromBytes(gzipBytes(t, layer))
+	gzDigest := digest.FromBytes(archivetest.Gzip(t, layer))
 	hex512 := strings.Repeat("ab", 64)
 	pathDigest := digest.Digest("sha256:" + strings.Repeat("../", 24) + "etc/passwd")
 	const huge = 100 << 30
@@ -201,45 +77,45 @@ func TestHostileArchivesRefused(t *testing.T) {
 	tests := []struct {
 		name   string
 		prefix []byte // raw tar bytes before the entries
-		files  []entry
+		files  []archivetest.Entry
 		want   string
 	}{
-		{name: "OCI layer digest that is a path", files: ociEntries(t, layer, ociSpec{layerDigest: pathDigest}), want: string(pathDigest)},
-		{name: "OCI layer digest of another algorithm", files: ociEntries(t, layer, ociSpec{layerDigest: digest.Digest("sha512:" + hex512),
-			extra: []entry{{name: "blobs/sha512/" + hex512, body: gzipBytes(t, layer)}}}), want: "sha512:" + hex512},
-		{name: "OCI layer digest with a short hex", files: ociEntries(t, layer, ociSpec{layerDigest: "sha256:abc",
-			extra: []entry{{name: "blobs/sha256/abc", body: gzipBytes(t, layer)}}}), want: "sha256:abc"},
-		{name: "OCI config digest that is a path", files: ociEntries(t, layer, ociSpec{configDigest: "sha256:../../../../../../../../../etc/passwd"}), want: "sha256:../../../../../../../../../etc/passwd"},
-		{name: "OCI layer whose diff_id is wrong", files: ociEntries(t, layer, ociSpec{diffID: digest.FromString("other")}), want: gzDigest.String()},
-		{name: "docker layer name with ..", files: dockerEntries(layer, "cfg.json", "../../../../../../../../etc/passwd", diffID), want: "../../../../../../../../etc/passwd"},
-		{name: "docker layer name .. inside", files: dockerEntries(layer, "cfg.json", "l/../../l/layer.tar", diffID), want: "l/../../l/layer.tar"},
-		{name: "docker absolute layer name", files: dockerEntries(layer, "cfg.json", "/etc/passwd", diffID), want: "/etc/passwd"},
-		{name: "docker config name with ..", files: dockerEntries(layer, "../../../../../../../../etc/passwd", "l/layer.tar", diffID), want: "../../../../../../../../etc/passwd"},
-		{name: "docker layer whose diff_id is wrong", files: dockerEntries(layer, "cfg.json", "l/layer.tar", digest.FromString("other")), want: "l/layer.tar"},
-		{name: "docker layer that is a symlink out", files: append(dockerEntries(layer, "cfg.json", "s/layer.tar", diffID),
-			entry{name: "s/layer.tar", typ: tar.TypeSymlink, link: "../../../../../../../../etc/passwd"}), want: "s/layer.tar"},
-		{name: "docker layer that is an absolute symlink", files: append(dockerEntries(layer, "cfg.json", "s/layer.tar", diffID),
-			entry{name: "s/layer.tar", typ: tar.TypeSymlink, link: "/etc/passwd"}), want: "s/layer.tar"},
-		{name: "docker layer that is a directory", files: append(dockerEntries(layer, "cfg.json", "d", diffID),
-			entry{name: "d", typ: tar.TypeDir}), want: `"d"`},
-		{name: "docker layer that is a device", files: append(dockerEntries(layer, "cfg.json", "dev", diffID),
-			entry{name: "dev", typ: tar.TypeChar}), want: `"dev"`},
-		{name: "docker config over 16 MiB", files: append(dockerEntries(layer, "big.json", "l/layer.tar", diffID),
-			entry{name: "big.json", body: make([]byte, 17<<20)}), want: "big.json"},
-		{name: "100 GiB sparse entry in a small archive", prefix: sparseEntry(t, huge), files: dockerEntries(layer, "cfg.json", "l/layer.tar", diffID), want: "big"},
-		{name: "docker layer that is the sparse entry", prefix: sparseEntry(t, huge), files: dockerEntries(layer, "cfg.json", "big", diffID), want: "big"},
+		{name: "OCI layer digest that is a path", files: archivetest.OCI{Ref: "hostile:1", LayerDigest: pathDigest}.Entries(t, layer), want: string(pathDigest)},
+		{name: "OCI layer digest of another algorithm", files: archivetest.OCI{Ref: "hostile:1", LayerDigest: digest.Digest("sha512:" + hex512),
+			Extra: []archivetest.Entry{{Name: "blobs/sha512/" + hex512, Body: archivetest.Gzip(t, layer)}}}.Entries(t, layer), want: "sha512:" + hex512},
+		{name: "OCI layer digest with a short hex", files: archivetest.OCI{Ref: "hostile:1", LayerDigest: "sha256:abc",
+			Extra: []archivetest.Entry{{Name: "blobs/sha256/abc", Body: archivetest.Gzip(t, layer)}}}.Entries(t, layer), want: "sha256:abc"},
+		{name: "OCI config digest that is a path", files: archivetest.OCI{Ref: "hostile:1", ConfigDigest: "sha256:../../../../../../../../../etc/passwd"}.Entries(t, layer), want: "sha256:../../../../../../../../../etc/passwd"},
+		{name: "OCI layer whose diff_id is wrong", files: archivetest.OCI{Ref: "hostile:1", DiffID: digest.FromString("other")}.Entries(t, layer), want: gzDigest.String()},
+		{name: "docker layer name with ..", files: archivetest.Docker{Tag: "hostile:1", LayerName: "../../../../../../../../etc/passwd"}.Entries(layer), want: "../../../../../../../../etc/passwd"},
+		{name: "docker layer name .. inside", files: archivetest.Docker{Tag: "hostile:1", LayerName: "l/../../l/layer.tar"}.Entries(layer), want: "l/../../l/layer.tar"},
+		{name: "docker absolute layer name", files: archivetest.Docker{Tag: "hostile:1", LayerName: "/etc/passwd"}.Entries(layer), want: "/etc/passwd"},
+		{name: "docker config name with ..", files: archivetest.Docker{Tag: "hostile:1", ConfigName: "../../../../../../../../etc/passwd"}.Entries(layer), want: "../../../../../../../../etc/passwd"},
+		{name: "docker layer whose diff_id is wrong", files: archivetest.Docker{Tag: "hostile:1", DiffID: digest.FromString("other")}.Entries(layer), want: "l/layer.tar"},
+		{name: "docker layer that is a symlink out", files: append(archivetest.Docker{Tag: "hostile:1", LayerName: "s/layer.tar"}.Entries(layer),
+			archivetest.Entry{Name: "s/layer.tar", Typ: tar.TypeSymlink, Link: "../../../../../../../../etc/passwd"}), want: "s/layer.tar"},
+		{name: "docker layer that is an absolute symlink", files: append(archivetest.Docker{Tag: "hostile:1", LayerName: "s/layer.tar"}.Entries(layer),
+			archivetest.Entry{Name: "s/layer.tar", Typ: tar.TypeSymlink, Link: "/etc/passwd"}), want: "s/layer.tar"},
+		{name: "docker layer that is a directory", files: append(archivetest.Docker{Tag: "hostile:1", LayerName: "d"}.Entries(layer),
+			archivetest.Entry{Name: "d", Typ: tar.TypeDir}), want: `"d"`},
+		{name: "docker layer that is a device", files: append(archivetest.Docker{Tag: "hostile:1", LayerName: "dev"}.Entries(layer),
+			archivetest.Entry{Name: "dev", Typ: tar.TypeChar}), want: `"dev"`},
+		{name: "docker config over 16 MiB", files: append(archivetest.Docker{Tag: "hostile:1", ConfigName: "big.json"}.Entries(layer),
+			archivetest.Entry{Name: "big.json", Body: make([]byte, 17<<20)}), want: "big.json"},
+		{name: "100 GiB sparse entry in a small archive", prefix: sparseEntry(t, huge), files: archivetest.Docker{Tag: "hostile:1", LayerName: "l/layer.tar"}.Entries(layer), want: "big"},
+		{name: "docker layer that is the sparse entry", prefix: sparseEntry(t, huge), files: archivetest.Docker{Tag: "hostile:1", LayerName: "big"}.Entries(layer), want: "big"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			archive := filepath.Join(t.TempDir(), "hostile.tar")
-			if err := os.WriteFile(archive, tarBytes(t, tc.prefix, tc.files), 0o644); err != nil {
+			if err := os.WriteFile(archive, archivetest.Tar(t, tc.prefix, tc.files...), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			before := snapshot(t, root)
-			wrote := writeChars(t)
+			wrote := archivetest.WriteChars(t)
 			var out, errb bytes.Buffer
 			code := Run(t.Context(), []string{"snap", "--root", root, "load", "-i", archive}, &out, &errb)
-			wrote = writeChars(t) - wrote
+			wrote = archivetest.WriteChars(t) - wrote
 			msg := errb.String()
 			t.Log(strings.TrimSpace(msg))
 			if code != 1 {
@@ -282,7 +158,7 @@ func TestArchivesLoad(t *testing.T) {
 	zw, _ := zstd.NewWriter(&zst)
 	zw.Write(plain)
 	zw.Close()
-	os.WriteFile(filepath.Join(w, "docker.tar.gz"), gzipBytes(t, plain), 0o644)
+	os.WriteFile(filepath.Join(w, "docker.tar.gz"), archivetest.Gzip(t, plain), 0o644)
 	os.WriteFile(filepath.Join(w, "docker.tar.zst"), zst.Bytes(), 0o644)
 	for _, tool := range []string{"bzip2", "xz"} {
 		out, err := exec.Command(tool, "-c", filepath.Join(w, "docker.tar")).Output()
@@ -297,21 +173,21 @@ func TestArchivesLoad(t *testing.T) {
 	}
 
 	diffID := digest.FromBytes(layer)
-	cfg := imageConfig(diffID)
-	linked := func(typ byte, link string) []entry {
-		m, _ := json.Marshal([]dockerManifest{
+	cfg := archivetest.Config(diffID)
+	linked := func(typ byte, link string) []archivetest.Entry {
+		m, _ := json.Marshal([]archivetest.DockerManifest{
 			{Config: "a.json", RepoTags: []string{"arch:1"}, Layers: []string{"a/layer.tar"}},
 			{Config: "b.json", RepoTags: []string{"arch:2"}, Layers: []string{"b/layer.tar"}},
 		})
-		return []entry{
-			{name: "a/", typ: tar.TypeDir}, {name: "a/layer.tar", body: layer},
-			{name: "b/", typ: tar.TypeDir}, {name: "b/layer.tar", typ: typ, link: link},
-			{name: "a.json", body: cfg}, {name: "b.json", body: append(cfg[:len(cfg):len(cfg)], ' ')},
-			{name: "manifest.json", body: m},
+		return []archivetest.Entry{
+			{Name: "a/", Typ: tar.TypeDir}, {Name: "a/layer.tar", Body: layer},
+			{Name: "b/", Typ: tar.TypeDir}, {Name: "b/layer.tar", Typ: typ, Link: link},
+			{Name: "a.json", Body: cfg}, {Name: "b.json", Body: append(cfg[:len(cfg):len(cfg)], ' ')},
+			{Name: "manifest.json", Body: m},
 		}
 	}
-	os.WriteFile(filepath.Join(w, "symlinked.tar"), tarBytes(t, nil, linked(tar.TypeSymlink, "../a/layer.tar")), 0o644)
-	os.WriteFile(filepath.Join(w, "hardlinked.tar"), tarBytes(t, nil, linked(tar.TypeLink, "a/layer.tar")), 0o644)
+	os.WriteFile(filepath.Join(w, "symlinked.tar"), archivetest.Tar(t, nil, linked(tar.TypeSymlink, "../a/layer.tar")...), 0o644)
+	os.WriteFile(filepath.Join(w, "hardlinked.tar"), archivetest.Tar(t, nil, linked(tar.TypeLink, "a/layer.tar")...), 0o644)
 
 	files, _ := filepath.Glob(filepath.Join(w, "*.tar*"))
 	for _, f := range files {

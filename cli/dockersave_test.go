@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"snap/internal/archivetest"
 	"snap/internal/fixtures"
 	"snap/store"
 )
@@ -52,7 +53,7 @@ func TestSaveIsDockerSave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(dockerTar+".gz", gzipBytes(t, want), 0o644)
+	os.WriteFile(dockerTar+".gz", archivetest.Gzip(t, want), 0o644)
 	for _, in := range []string{dockerTar, dockerTar + ".gz"} {
 		for _, comp := range []string{"gzip", "zstd", "none"} {
 			t.Run(filepath.Base(in)+" stored "+comp, func(t *testing.T) {

@@ -6,164 +6,22 @@ package store
 // archive_holds_test.go.
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
 	goarchive "github.com/moby/go-archive/compression"
 	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/compression"
+	"snap/internal/archivetest"
 )
-
-// rvEntry is one entry of an archive an attack test writes.
-type rvEntry struct {
-	name string
-	body []byte
-	typ  byte // tar.TypeReg when zero
-	link string
-}
-
-// paxRecord is the body of a PAX extended header holding one record.
-func paxRecord(k, v string) []byte {
-	rec := " " + k + "=" + v + "\n"
-	n := len(rec)
-	for len(strconv.Itoa(n+len(strconv.Itoa(n)))) != len(strconv.Itoa(n)) {
-		n++
-	}
-	n += len(strconv.Itoa(n))
-	return []byte(strconv.Itoa(n) + rec)
-}
-
-func rvTar(t testing.TB, entries ...rvEntry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: 0o644, Format: tar.FormatUSTAR}
-		switch h.Typeflag {
-		case 0:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.body))
-		case tar.TypeDir:
-			h.Mode = 0o755
-		case tar.TypeXHeader:
-			// tar.Writer writes no PAX header of this size: write it as a
-			// file, then make its header a PAX one.
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if e.typ == tar.TypeXHeader {
-			tw.Flush()
-			blk := b.Bytes()[b.Len()-512:]
-			blk[156] = tar.TypeXHeader
-			copy(blk[148:156], "        ")
-			sum := 0
-			for _, c := range blk {
-				sum += int(c)
-			}
-			copy(blk[148:156], fmt.Sprintf("%06o\x00 ", sum))
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func rvGzip(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func rvZstd(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	zw, _ := zstd.NewWriter(&out)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func rvConfig(diffIDs ...digest.Digest) []byte {
-	b, _ := json.Marshal(ocispec.Image{
-		Platform: ocispec.Platform{Architecture: "amd64", OS: "linux"},
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
-	})
-	return b
-}
-
-// rvDocker is a docker-archive's entries for one image with one layer
-// ("l/layer.tar"), config "c.json", tagged tag.
-func rvDocker(layer []byte, tag string) []rvEntry {
-	m, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{tag}, Layers: []string{"l/layer.tar"}}})
-	return []rvEntry{
-		{name: "c.json", body: rvConfig(digest.FromBytes(layer))},
-		{name: "l/layer.tar", body: layer},
-		{name: "manifest.json", body: m},
-	}
-}
-
-// rvOCI is an OCI archive's entries for one image whose one layer blob is
-// blob (layer compressed somehow), described with mediaType.
-func rvOCI(layer, blob []byte, mediaType, ref string) []rvEntry {
-	cfg := rvConfig(digest.FromBytes(layer))
-	cd := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	ld := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
-	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{ld}})
-	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(m), Size: int64(len(m)),
-		Annotations: map[string]string{ocispec.AnnotationRefName: ref}}
-	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{md}})
-	return []rvEntry{
-		{name: "blobs/sha256/" + ld.Digest.Encoded(), body: blob},
-		{name: "blobs/sha256/" + cd.Digest.Encoded(), body: cfg},
-		{name: "blobs/sha256/" + md.Digest.Encoded(), body: m},
-		{name: ocispec.ImageIndexFile, body: idx},
-		{name: ocispec.ImageLayoutFile, body: []byte(`{"imageLayoutVersion":"1.0.0"}`)},
-	}
-}
-
-// rvWchar is how many bytes this process has written so far (write(2) and
-// the like, to any file).
-func rvWchar(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no wchar in /proc/self/io")
-	return 0
-}
 
 func rvIndex(t *testing.T, s *Store) string {
 	t.Helper()
@@ -222,9 +80,9 @@ func TestLoadNonTarStreamFailsFast(t *testing.T) {
 				t.Fatal(err)
 			}
 			in := &cappedStream{fill: tc.fill}
-			wrote := rvWchar(t)
+			wrote := archivetest.WriteChars(t)
 			_, err = s.LoadArchive(t.Context(), in, compression.Gzip)
-			wrote = rvWchar(t) - wrote
+			wrote = archivetest.WriteChars(t) - wrote
 			t.Logf("err %v; read %d bytes, wrote %d", err, in.n, wrote)
 			if err == nil {
 				t.Fatal("a stream that is no tar loaded")
@@ -250,8 +108,8 @@ func TestLoadNonTarStreamFailsFast(t *testing.T) {
 func TestCompressedArchiveWritesOnlyReferenced(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	junk := bytes.Repeat([]byte{'A'}, 80<<20)
-	entries := append([]rvEntry{{name: "junk", body: junk}}, rvDocker(layer, "big:1")...)
-	gz := rvGzip(t, rvTar(t, entries...))
+	entries := append([]archivetest.Entry{{Name: "junk", Body: junk}}, archivetest.Docker{Tag: "big:1"}.Entries(layer)...)
+	gz := archivetest.Gzip(t, archivetest.Tar(t, nil, entries...))
 	f := filepath.Join(t.TempDir(), "a.tar.gz")
 	if err := os.WriteFile(f, gz, 0o644); err != nil {
 		t.Fatal(err)
@@ -265,11 +123,11 @@ func TestCompressedArchiveWritesOnlyReferenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrote := rvWchar(t)
+	wrote := archivetest.WriteChars(t)
 	if _, err := s.LoadArchive(t.Context(), in, compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
-	wrote = rvWchar(t) - wrote
+	wrote = archivetest.WriteChars(t) - wrote
 	t.Logf("a %d-byte archive.tar.gz wrote %d bytes", len(gz), wrote)
 	if wrote > 8<<20 {
 		t.Errorf("loading a %d-byte compressed archive with an unreferenced %d MiB entry wrote %d bytes", len(gz), len(junk)>>20, wrote)
@@ -291,10 +149,10 @@ func TestOCILayerMediaTypeIsItsContent(t *testing.T) {
 		name, claimed string
 		blob          []byte
 	}{
-		{"gzip blob said to be a plain tar", ocispec.MediaTypeImageLayer, rvGzip(t, layer)},
-		{"zstd blob said to be gzip", ocispec.MediaTypeImageLayerGzip, rvZstd(t, layer)},
+		{"gzip blob said to be a plain tar", ocispec.MediaTypeImageLayer, archivetest.Gzip(t, layer)},
+		{"zstd blob said to be gzip", ocispec.MediaTypeImageLayerGzip, archivetest.Zstd(t, layer)},
 		{"plain tar said to be zstd", ocispec.MediaTypeImageLayerZstd, layer},
-		{"gzip blob said to be a config", ocispec.MediaTypeImageConfig, rvGzip(t, layer)},
+		{"gzip blob said to be a config", ocispec.MediaTypeImageConfig, archivetest.Gzip(t, layer)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Open(t.TempDir())
@@ -302,7 +160,7 @@ func TestOCILayerMediaTypeIsItsContent(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := rvIndex(t, s)
-			imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, rvOCI(layer, tc.blob, tc.claimed, "lie:1")...)), compression.Gzip)
+			imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(archivetest.Tar(t, nil, archivetest.OCI{Ref: "lie:1", Blob: tc.blob, MediaType: tc.claimed}.Entries(t, layer)...)), compression.Gzip)
 			if err != nil {
 				if after := rvIndex(t, s); after != before {
 					t.Errorf("refused (%v), but the index changed", err)
@@ -336,7 +194,7 @@ func TestLookupByIDWithTwoManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	archive := rvTar(t, rvDocker(layerTar(t, "etc/motd", "hi\n"), "twice:1")...)
+	archive := archivetest.Tar(t, nil, archivetest.Docker{Tag: "twice:1"}.Entries(layerTar(t, "etc/motd", "hi\n"))...)
 	first, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip)
 	if err != nil {
 		t.Fatal(err)
@@ -373,16 +231,16 @@ func TestLoadManyImagesWritesTheIndexOnce(t *testing.T) {
 		ms = append(ms, dockerManifest{Config: "c.json", RepoTags: []string{fmt.Sprintf("many:%d", i)}, Layers: []string{"l/layer.tar"}})
 	}
 	m, _ := json.Marshal(ms)
-	archive := rvTar(t, rvEntry{name: "c.json", body: rvConfig(digest.FromBytes(layer))}, rvEntry{name: "l/layer.tar", body: layer}, rvEntry{name: "manifest.json", body: m})
+	archive := archivetest.Tar(t, nil, archivetest.Entry{Name: "c.json", Body: archivetest.Config(digest.FromBytes(layer))}, archivetest.Entry{Name: "l/layer.tar", Body: layer}, archivetest.Entry{Name: "manifest.json", Body: m})
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrote := rvWchar(t)
+	wrote := archivetest.WriteChars(t)
 	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
-	wrote = rvWchar(t) - wrote
+	wrote = archivetest.WriteChars(t) - wrote
 	index := len(rvIndex(t, s))
 	t.Logf("a %d-byte archive of %d tags wrote %d bytes; the index is %d", len(archive), n, wrote, index)
 	if wrote > int64(8*index+len(archive)) {
@@ -405,10 +263,10 @@ func TestDuplicateRepoTagsStayOneTag(t *testing.T) {
 	}
 	layer := layerTar(t, "etc/motd", "old\n")
 	m, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"dup:1", "docker.io/library/dup:1"}, Layers: []string{"l/layer.tar"}}})
-	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t,
-		rvEntry{name: "c.json", body: rvConfig(digest.FromBytes(layer))},
-		rvEntry{name: "l/layer.tar", body: layer},
-		rvEntry{name: "manifest.json", body: m})), compression.Gzip); err != nil {
+	if _, err := s.LoadArchive(t.Context(), bytes.NewReader(archivetest.Tar(t, nil,
+		archivetest.Entry{Name: "c.json", Body: archivetest.Config(digest.FromBytes(layer))},
+		archivetest.Entry{Name: "l/layer.tar", Body: layer},
+		archivetest.Entry{Name: "manifest.json", Body: m})), compression.Gzip); err != nil {
 		t.Fatal(err)
 	}
 	newer := putImage(t, s, "dup:1", "etc/motd", "new\n")
@@ -442,7 +300,7 @@ func TestOCILoadHealsCorruptLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	layer := layerTar(t, "etc/motd", "hi\n")
-	archive := rvTar(t, rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "heal:1")...)
+	archive := archivetest.Tar(t, nil, archivetest.OCI{Ref: "heal:1"}.Entries(t, layer)...)
 	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(archive), compression.Gzip)
 	if err != nil {
 		t.Fatal(err)

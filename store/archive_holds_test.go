@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/compression"
+	"snap/internal/archivetest"
 )
 
 // Passes: archives shaped to confuse the tar index (names, links, PAX,
@@ -27,53 +28,53 @@ import (
 func TestHostileArchiveShapesRefused(t *testing.T) {
 	layer := layerTar(t, "etc/motd", "hi\n")
 	diffID := digest.FromBytes(layer)
-	dockerWith := func(layerName string, extra ...rvEntry) []rvEntry {
+	dockerWith := func(layerName string, extra ...archivetest.Entry) []archivetest.Entry {
 		m, _ := json.Marshal([]dockerManifest{{Config: "c.json", RepoTags: []string{"h:1"}, Layers: []string{layerName}}})
-		return append(extra, rvEntry{name: "c.json", body: rvConfig(diffID)}, rvEntry{name: "manifest.json", body: m})
+		return append(extra, archivetest.Entry{Name: "c.json", Body: archivetest.Config(diffID)}, archivetest.Entry{Name: "manifest.json", Body: m})
 	}
 	// An OCI archive whose index.json points at a nested index.
-	nested := func() []rvEntry {
-		es := rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "n:1")
+	nested := func() []archivetest.Entry {
+		es := archivetest.OCI{Ref: "n:1"}.Entries(t, layer)
 		var inner ocispec.Index
-		json.Unmarshal(es[3].body, &inner)
+		json.Unmarshal(es[3].Body, &inner)
 		ib, _ := json.Marshal(inner)
 		d := digest.FromBytes(ib)
 		outer, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{
 			{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: int64(len(ib))}}})
-		es[3].body = outer
-		return append(es, rvEntry{name: "blobs/sha256/" + d.Encoded(), body: ib})
+		es[3].Body = outer
+		return append(es, archivetest.Entry{Name: "blobs/sha256/" + d.Encoded(), Body: ib})
 	}()
 	// An OCI manifest whose config digest is its layer's.
-	configIsLayer := func() []rvEntry {
-		gz := rvGzip(t, layer)
-		es := rvOCI(layer, gz, ocispec.MediaTypeImageLayerGzip, "c:1")
+	configIsLayer := func() []archivetest.Entry {
+		gz := archivetest.Gzip(t, layer)
+		es := archivetest.OCI{Ref: "c:1", Blob: gz, MediaType: ocispec.MediaTypeImageLayerGzip}.Entries(t, layer)
 		var m ocispec.Manifest
-		json.Unmarshal(es[2].body, &m)
+		json.Unmarshal(es[2].Body, &m)
 		m.Config.Digest, m.Config.Size = digest.FromBytes(gz), int64(len(gz))
 		mb, _ := json.Marshal(m)
 		md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
 		idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{md}})
-		es[2] = rvEntry{name: "blobs/sha256/" + md.Digest.Encoded(), body: mb}
-		es[3].body = idx
+		es[2] = archivetest.Entry{Name: "blobs/sha256/" + md.Digest.Encoded(), Body: mb}
+		es[3].Body = idx
 		return es
 	}()
-	tagWithDigest := rvOCI(layer, rvGzip(t, layer), ocispec.MediaTypeImageLayerGzip, "x:1@sha256:"+strings.Repeat("a", 64))
+	tagWithDigest := archivetest.OCI{Ref: "x:1@sha256:" + strings.Repeat("a", 64)}.Entries(t, layer)
 	tests := []struct {
 		name    string
-		entries []rvEntry
+		entries []archivetest.Entry
 		want    string
 	}{
 		{"symlink loop", dockerWith("a/layer.tar",
-			rvEntry{name: "a/layer.tar", typ: tar.TypeSymlink, link: "../b/layer.tar"},
-			rvEntry{name: "b/layer.tar", typ: tar.TypeSymlink, link: "../a/layer.tar"}), "links"},
-		{"hardlink loop", dockerWith("a", rvEntry{name: "a", typ: tar.TypeLink, link: "b"}, rvEntry{name: "b", typ: tar.TypeLink, link: "a"}), "links"},
+			archivetest.Entry{Name: "a/layer.tar", Typ: tar.TypeSymlink, Link: "../b/layer.tar"},
+			archivetest.Entry{Name: "b/layer.tar", Typ: tar.TypeSymlink, Link: "../a/layer.tar"}), "links"},
+		{"hardlink loop", dockerWith("a", archivetest.Entry{Name: "a", Typ: tar.TypeLink, Link: "b"}, archivetest.Entry{Name: "b", Typ: tar.TypeLink, Link: "a"}), "links"},
 		{"symlink chain out through a hardlink", dockerWith("a",
-			rvEntry{name: "a", typ: tar.TypeLink, link: "d/s"},
-			rvEntry{name: "d/s", typ: tar.TypeSymlink, link: "../../../etc/passwd"}), "outside"},
-		{"symlink to a directory", dockerWith("s", rvEntry{name: "d/", typ: tar.TypeDir}, rvEntry{name: "s", typ: tar.TypeSymlink, link: "d"}), "not a regular file"},
-		{"layer a fifo", dockerWith("p", rvEntry{name: "p", typ: tar.TypeFifo}), "not a regular file"},
-		{"PAX header over 1 MiB", append(rvDocker(layer, "h:1"), rvEntry{name: "x", typ: tar.TypeXHeader, body: paxRecord("comment", strings.Repeat("x", 2<<20))}), "archive"},
-		{"later manifest.json names a missing layer", append(rvDocker(layer, "h:1"), dockerWith("missing/layer.tar")[1]), "missing/layer.tar"},
+			archivetest.Entry{Name: "a", Typ: tar.TypeLink, Link: "d/s"},
+			archivetest.Entry{Name: "d/s", Typ: tar.TypeSymlink, Link: "../../../etc/passwd"}), "outside"},
+		{"symlink to a directory", dockerWith("s", archivetest.Entry{Name: "d/", Typ: tar.TypeDir}, archivetest.Entry{Name: "s", Typ: tar.TypeSymlink, Link: "d"}), "not a regular file"},
+		{"layer a fifo", dockerWith("p", archivetest.Entry{Name: "p", Typ: tar.TypeFifo}), "not a regular file"},
+		{"PAX header over 1 MiB", append(archivetest.Docker{Tag: "h:1"}.Entries(layer), archivetest.Entry{Name: "x", Typ: tar.TypeXHeader, Body: archivetest.PAXRecord("comment", strings.Repeat("x", 2<<20))}), "archive"},
+		{"later manifest.json names a missing layer", append(archivetest.Docker{Tag: "h:1"}.Entries(layer), dockerWith("missing/layer.tar")[1]), "missing/layer.tar"},
 		{"OCI nested index", nested, "not an image manifest"},
 		{"OCI config digest is the layer's", configIsLayer, "config"},
 		{"OCI tag annotation with a digest", tagWithDigest, "digest"},
@@ -85,7 +86,7 @@ func TestHostileArchiveShapesRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := rvIndex(t, s)
-			_, err = s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t, tc.entries...)), compression.Gzip)
+			_, err = s.LoadArchive(t.Context(), bytes.NewReader(archivetest.Tar(t, nil, tc.entries...)), compression.Gzip)
 			t.Log(err)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("load: %v, want an error naming %q", err, tc.want)
@@ -110,12 +111,12 @@ func TestArchiveEntryOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(rvTar(t,
-		rvEntry{name: "manifest.json", body: first},
-		rvEntry{name: "h/layer.tar", typ: tar.TypeLink, link: "l/layer.tar"},
-		rvEntry{name: "c.json", body: rvConfig(diffID)},
-		rvEntry{name: "l/layer.tar", body: layer},
-		rvEntry{name: "manifest.json", body: later},
+	imgs, err := s.LoadArchive(t.Context(), bytes.NewReader(archivetest.Tar(t, nil,
+		archivetest.Entry{Name: "manifest.json", Body: first},
+		archivetest.Entry{Name: "h/layer.tar", Typ: tar.TypeLink, Link: "l/layer.tar"},
+		archivetest.Entry{Name: "c.json", Body: archivetest.Config(diffID)},
+		archivetest.Entry{Name: "l/layer.tar", Body: layer},
+		archivetest.Entry{Name: "manifest.json", Body: later},
 	)), compression.Gzip)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestTagRemovePutPruneRace(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = s.Put(rvConfig(diffID), []ocispec.Descriptor{desc}, []string{tag})
+		_, err = s.Put(archivetest.Config(diffID), []ocispec.Descriptor{desc}, []string{tag})
 		return err
 	}
 	const rounds, n = 20, 6

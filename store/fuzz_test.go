@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"snap/compression"
+	"snap/internal/archivetest"
 )
 
 // FuzzLayerDirStaysInside unpacks hostile layers (names with .., absolute
@@ -93,10 +94,10 @@ func FuzzLayerDirStaysInside(f *testing.F) {
 // panic, must write nothing outside the store, and an archive it refuses
 // must leave the index as it was.
 func FuzzLoadArchive(f *testing.F) {
-	layer := rvTar(f, rvEntry{name: "etc/motd", body: []byte("hi\n")})
-	docker := rvTar(f, rvDocker(layer, "fz:1")...)
-	oci := rvTar(f, rvOCI(layer, layer, "application/vnd.oci.image.layer.v1.tar", "fz:2")...)
-	for _, seed := range [][]byte{docker, oci, rvGzip(f, docker), rvGzip(f, oci), docker[:700], {}} {
+	layer := archivetest.Tar(f, nil, archivetest.Entry{Name: "etc/motd", Body: []byte("hi\n")})
+	docker := archivetest.Tar(f, nil, archivetest.Docker{Tag: "fz:1"}.Entries(layer)...)
+	oci := archivetest.Tar(f, nil, archivetest.OCI{Ref: "fz:2", Blob: layer, MediaType: "application/vnd.oci.image.layer.v1.tar"}.Entries(f, layer)...)
+	for _, seed := range [][]byte{docker, oci, archivetest.Gzip(f, docker), archivetest.Gzip(f, oci), docker[:700], {}} {
 		f.Add(seed, false)
 		f.Add(seed, true)
 	}
