@@ -27,38 +27,31 @@ import (
 // cut at the size its header was written with.
 func TestGrowingFileIsCutAtTheListedSize(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []string{"rootfs", "overlay"} {
-		t.Run(mode, func(t *testing.T) {
-			root := t.TempDir()
-			const listed = 3 * prefetchMax
-			write(t, filepath.Join(root, "grows"), strings.Repeat("g", listed))
-			var src Source = Rootfs{Root: root}
-			if mode == "overlay" {
-				src = Overlay{Upper: root}
-			}
-			grow := func() error { // one append between the walk and the writer
-				f, err := os.OpenFile(filepath.Join(root, "grows"), os.O_WRONLY|os.O_APPEND, 0)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				_, err = f.WriteString("+appended")
+	eachMode(t, func(t *testing.T, root string, src Source) {
+		const listed = 3 * prefetchMax
+		write(t, filepath.Join(root, "grows"), strings.Repeat("g", listed))
+		grow := func() error { // one append between the walk and the writer
+			f, err := os.OpenFile(filepath.Join(root, "grows"), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
 				return err
 			}
-			var buf bytes.Buffer
-			if _, err := WriteLayer(context.Background(), &buf, mutateAt{src: src, at: "grows", mutate: grow}, Options{}); err != nil {
-				t.Fatal(err)
-			}
-			es, err := readTar(buf.Bytes())
-			if err != nil {
-				t.Fatal(err)
-			}
-			i := slices.IndexFunc(es, func(e entry) bool { return e.hdr.Name == "grows" })
-			if i < 0 || es[i].hdr.Size != listed || es[i].body != strings.Repeat("g", listed) {
-				t.Fatalf("entries %v: want grows with the %d bytes listed", names(es), listed)
-			}
-		})
-	}
+			defer f.Close()
+			_, err = f.WriteString("+appended")
+			return err
+		}
+		var buf bytes.Buffer
+		if _, err := WriteLayer(context.Background(), &buf, mutateAt{src: src, at: "grows", mutate: grow}, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		es, err := readTar(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(es, func(e entry) bool { return e.hdr.Name == "grows" })
+		if i < 0 || es[i].hdr.Size != listed || es[i].body != strings.Repeat("g", listed) {
+			t.Fatalf("entries %v: want grows with the %d bytes listed", names(es), listed)
+		}
+	})
 }
 
 // TestDirectoryRemovedDuringTheWalkIsErrChanged: with the container
@@ -71,20 +64,13 @@ func TestGrowingFileIsCutAtTheListedSize(t *testing.T) {
 // upper. Rootfs mode is checked alongside.
 func TestDirectoryRemovedDuringTheWalkIsErrChanged(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []string{"rootfs", "overlay"} {
-		t.Run(mode, func(t *testing.T) {
-			root := t.TempDir()
-			write(t, filepath.Join(root, "x/file"), "f")
-			write(t, filepath.Join(root, "y"), "y")
-			var src Source = Rootfs{Root: root}
-			if mode == "overlay" {
-				src = Overlay{Upper: root}
-			}
-			rm := func() error { return os.RemoveAll(filepath.Join(root, "x")) }
-			_, err := WriteLayer(context.Background(), discard{}, mutateAt{src: src, at: "x", mutate: rm}, Options{})
-			if err != nil && !errors.Is(err, ErrChanged) {
-				t.Fatalf("err = %v, want nil or %v", err, ErrChanged)
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, root string, src Source) {
+		write(t, filepath.Join(root, "x/file"), "f")
+		write(t, filepath.Join(root, "y"), "y")
+		rm := func() error { return os.RemoveAll(filepath.Join(root, "x")) }
+		_, err := WriteLayer(context.Background(), discard{}, mutateAt{src: src, at: "x", mutate: rm}, Options{})
+		if err != nil && !errors.Is(err, ErrChanged) {
+			t.Fatalf("err = %v, want nil or %v", err, ErrChanged)
+		}
+	})
 }

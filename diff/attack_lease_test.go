@@ -23,49 +23,42 @@ import (
 // holder lets go shortly after it is told; the layer must hold the file.
 func TestLeasedFileIsReadOnceTheLeaseBreaks(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []string{"rootfs", "overlay"} {
-		t.Run(mode, func(t *testing.T) {
-			root := t.TempDir()
-			write(t, filepath.Join(root, "f"), "leased")
-			fd, err := unix.Open(filepath.Join(root, "f"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
+	eachMode(t, func(t *testing.T, root string, src Source) {
+		write(t, filepath.Join(root, "f"), "leased")
+		fd, err := unix.Open(filepath.Join(root, "f"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, unix.SIGIO)
+		defer signal.Stop(sig)
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+			t.Fatalf("F_SETLEASE: %v", err)
+		}
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			// The holder lets go when the kernel asks, a moment later,
+			// as a real one does (not within snap's back-to-back
+			// retries); never if the commit has given up by then.
+			select {
+			case <-sig:
+			case <-stop:
+				return
 			}
-			defer unix.Close(fd)
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, unix.SIGIO)
-			defer signal.Stop(sig)
-			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
-				t.Fatalf("F_SETLEASE: %v", err)
+			select {
+			case <-time.After(200 * time.Millisecond):
+				unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+			case <-stop:
 			}
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				// The holder lets go when the kernel asks, a moment later,
-				// as a real one does (not within snap's back-to-back
-				// retries); never if the commit has given up by then.
-				select {
-				case <-sig:
-				case <-stop:
-					return
-				}
-				select {
-				case <-time.After(200 * time.Millisecond):
-					unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
-				case <-stop:
-				}
-			}()
-			var src Source = Rootfs{Root: root}
-			if mode == "overlay" {
-				src = Overlay{Upper: root}
-			}
-			var buf bytes.Buffer
-			if _, err := WriteLayer(context.Background(), &buf, src, Options{}); err != nil {
-				t.Fatalf("a leased file that never changed fails the commit: %v", err)
-			}
-			if !bytes.Contains(buf.Bytes(), []byte("leased")) {
-				t.Fatal("the layer lacks the leased file's bytes")
-			}
-		})
-	}
+		}()
+		var buf bytes.Buffer
+		if _, err := WriteLayer(context.Background(), &buf, src, Options{}); err != nil {
+			t.Fatalf("a leased file that never changed fails the commit: %v", err)
+		}
+		if !bytes.Contains(buf.Bytes(), []byte("leased")) {
+			t.Fatal("the layer lacks the leased file's bytes")
+		}
+	})
 }

@@ -61,19 +61,20 @@ func openWatch(t *testing.T, dir string) func() []string {
 // only then reopen the same inode.
 func TestSwappedInDeviceIsNeverOpened(t *testing.T) {
 	requireRoot(t)
-	opens := map[string]func(root string, saw *syscall.Stat_t) error{
-		"writer (tree.openFile)": func(root string, saw *syscall.Stat_t) error {
-			tr, err := openTree(root)
-			if err != nil {
-				return err
-			}
-			defer tr.release()
-			fd, err := tr.openFile("f", saw)
-			if err == nil {
-				unix.Close(fd)
-			}
+	writer := func(root string, saw *syscall.Stat_t) error {
+		tr, err := openTree(root)
+		if err != nil {
 			return err
-		},
+		}
+		defer tr.release()
+		fd, err := tr.openFile("f", saw)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+	opens := map[string]func(root string, saw *syscall.Stat_t) error{
+		"writer (tree.openFile)": writer,
 		"compare (dir.openFile)": func(root string, saw *syscall.Stat_t) error {
 			d, err := openDir(root)
 			if err != nil {
@@ -89,16 +90,7 @@ func TestSwappedInDeviceIsNeverOpened(t *testing.T) {
 		"writer without openat2": func(root string, saw *syscall.Stat_t) error {
 			noOpenat2.Store(true)
 			defer noOpenat2.Store(false)
-			tr, err := openTree(root)
-			if err != nil {
-				return err
-			}
-			defer tr.release()
-			fd, err := tr.openFile("f", saw)
-			if err == nil {
-				unix.Close(fd)
-			}
-			return err
+			return writer(root, saw)
 		},
 	}
 	swaps := map[string]func(p string) error{

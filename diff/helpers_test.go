@@ -22,6 +22,23 @@ func requireRoot(t *testing.T) {
 	testenv.Root(t, "overlay mounts, whiteout devices and trusted.* xattrs")
 }
 
+// eachMode runs test on an empty directory root, read once as a rootfs
+// (subtest "rootfs") and once as an overlay's upper ("overlay"): the two
+// walkers a container's changes go through.
+func eachMode(t *testing.T, test func(t *testing.T, root string, src Source)) {
+	t.Helper()
+	for _, mode := range []string{"rootfs", "overlay"} {
+		t.Run(mode, func(t *testing.T) {
+			root := t.TempDir()
+			var src Source = Rootfs{Root: root}
+			if mode == "overlay" {
+				src = Overlay{Upper: root}
+			}
+			test(t, root, src)
+		})
+	}
+}
+
 func write(t *testing.T, p, body string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
