@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -219,5 +220,37 @@ func TestTagRemovePutPruneRace(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
+	}
+}
+
+// TestDiffIDMismatchStoresNoBlob: a layer whose content is not the diff_id
+// its config gives is refused before its blob is committed, in both
+// formats: the one check of the staged loader runs inside the layer's
+// write. Before, the docker-archive loader checked after AddLayer had
+// committed the blob, leaving it in blobs/ until a prune.
+func TestDiffIDMismatchStoresNoBlob(t *testing.T) {
+	layer := layerTar(t, "etc/motd", "hi\n")
+	wrong := digest.FromString("another layer")
+	for name, entries := range map[string][]archivetest.Entry{
+		"docker-archive": archivetest.Docker{Tag: "m:1", DiffID: wrong}.Entries(layer),
+		"oci-archive":    archivetest.OCI{Ref: "m:1", DiffID: wrong}.Entries(t, layer),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.LoadArchive(t.Context(), bytes.NewReader(archivetest.Tar(t, nil, entries...)), compression.Gzip)
+			if err == nil || !strings.Contains(err.Error(), wrong.String()) {
+				t.Fatalf("err = %v, want a refusal naming the config's diff_id %s", err, wrong)
+			}
+			blobs, err := os.ReadDir(s.blobDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range blobs {
+				t.Errorf("blob %s stored by a refused load", b.Name())
+			}
+		})
 	}
 }
