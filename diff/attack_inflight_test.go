@@ -32,7 +32,7 @@ func TestGrowingFileIsCutAtTheListedSize(t *testing.T) {
 			root := t.TempDir()
 			const listed = 3 * prefetchMax
 			write(t, filepath.Join(root, "grows"), strings.Repeat("g", listed))
-			var src Source = Rootfs{Root: root}
+			var src Walker = Rootfs{Root: root}
 			if mode == "overlay" {
 				src = Overlay{Upper: root}
 			}
@@ -76,7 +76,7 @@ func TestDirectoryRemovedDuringTheWalkIsErrChanged(t *testing.T) {
 			root := t.TempDir()
 			write(t, filepath.Join(root, "x/file"), "f")
 			write(t, filepath.Join(root, "y"), "y")
-			var src Source = Rootfs{Root: root}
+			var src Walker = Rootfs{Root: root}
 			if mode == "overlay" {
 				src = Overlay{Upper: root}
 			}

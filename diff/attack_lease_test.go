@@ -55,7 +55,7 @@ func TestLeasedFileIsReadOnceTheLeaseBreaks(t *testing.T) {
 				case <-stop:
 				}
 			}()
-			var src Source = Rootfs{Root: root}
+			var src Walker = Rootfs{Root: root}
 			if mode == "overlay" {
 				src = Overlay{Upper: root}
 			}

@@ -59,7 +59,7 @@ func overlay(t *testing.T, lower string, change func(merged string)) (upper stri
 	return upper
 }
 
-func changes(t *testing.T, src Source) []string {
+func changes(t *testing.T, src Walker) []string {
 	t.Helper()
 	var out []string
 	if err := src.Walk(context.Background(), func(c Change) error {
@@ -80,7 +80,7 @@ type entry struct {
 	body string
 }
 
-func layer(t *testing.T, src Source, opts Options) ([]entry, Result) {
+func layer(t *testing.T, src Walker, opts Options) ([]entry, Result) {
 	t.Helper()
 	var buf bytes.Buffer
 	res, err := WriteLayer(context.Background(), &buf, src, opts)

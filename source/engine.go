@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -21,9 +20,9 @@ type Engine struct {
 	http *http.Client
 }
 
-// NewEngine connects to DOCKER_HOST (unix:// only) or the default socket.
-func NewEngine() (*Engine, error) {
-	host := os.Getenv("DOCKER_HOST")
+// NewEngine connects to host, as DOCKER_HOST names it (unix:// only); empty
+// is the default socket.
+func NewEngine(host string) (*Engine, error) {
 	if host == "" {
 		host = "unix:///var/run/docker.sock"
 	}
