@@ -2,12 +2,11 @@ package source
 
 import (
 	"errors"
-	"os"
-	"os/exec"
-	"strings"
+	"slices"
 	"testing"
 
 	"snap/container"
+	"snap/internal/testenv"
 	"snap/sourcing"
 )
 
@@ -54,30 +53,14 @@ func TestParse(t *testing.T) {
 // (package source, and snap's own containers) never import commit, and the
 // contract imports no source.
 func TestBelowCommit(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no go command to list imports with")
-		}
-		t.Skip("needs the go command on PATH")
-	}
 	for pkg, banned := range map[string][]string{
 		".":            {"snap/commit"},
 		"../container": {"snap/commit"},
 		"../sourcing":  {"snap/commit", "snap/source", "snap/container"},
 	} {
-		out, err := exec.Command("go", "list", "-deps", pkg).Output()
-		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				t.Fatalf("go list %s: %v: %s", pkg, err, ee.Stderr)
-			}
-			t.Fatal(err)
-		}
-		for _, dep := range strings.Fields(string(out)) {
-			for _, b := range banned {
-				if dep == b {
-					t.Errorf("%s imports %s", pkg, dep)
-				}
+		for _, dep := range testenv.Deps(t, pkg) {
+			if slices.Contains(banned, dep) {
+				t.Errorf("%s imports %s", pkg, dep)
 			}
 		}
 	}
