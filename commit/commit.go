@@ -1,7 +1,8 @@
 // Package commit turns a container's changes into a new image, the way
-// `docker commit` does: Commit(ctx, st, src, opts) opens the source (pausing
-// a container), walks it with package diff, writes the layer into the store,
-// builds config, history and manifest, tags, and closes the source again.
+// `docker commit` does: Commit(ctx, st, src, opts) opens the source (a
+// sourcing.Source, as source.Parse gives one; a container is paused), walks
+// it with package diff, writes the layer into the store, builds config,
+// history and manifest, tags, and closes the source again.
 package commit
 
 import (

@@ -1,5 +1,8 @@
 // Package source holds the things snap commits: containers of other
-// runtimes (docker://, runc://) seen through their own interfaces.
+// runtimes (docker://, runc://) seen through their own interfaces, each a
+// sourcing.Source. Parse reads any container reference a user writes
+// (NAME, docker://, runc://, dir://) into its source, snap's own
+// containers included, so a program opens one as the CLI does.
 package source
 
 import (
