@@ -48,7 +48,7 @@ type Options struct {
 }
 
 // ErrNoWhole is returned for a squash of a source that cannot give its
-// whole filesystem.
+// whole filesystem: its walker is no sourcing.Squasher.
 var ErrNoWhole = errors.New("squash: this source cannot give its whole filesystem")
 
 // Commit writes a new image from src into st and returns it.
