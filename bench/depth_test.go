@@ -17,6 +17,7 @@ import (
 	"snap/commit"
 	"snap/compression"
 	"snap/internal/fixtures"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -33,7 +34,7 @@ func deepStore(b *testing.B, root string, depths ...int) {
 	if err := fixtures.Base(base); err != nil {
 		b.Fatal(err)
 	}
-	img, err := commit.Commit(context.Background(), st, commit.Dir{Root: base}, commit.Options{Tag: "depth:1"})
+	img, err := commit.Commit(context.Background(), st, sourcing.Dir{Root: base}, commit.Options{Tag: "depth:1"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -13,9 +14,9 @@ import (
 
 	"snap/commit"
 	"snap/compression"
-	"snap/container"
 	"snap/history"
 	"snap/source"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -58,33 +59,20 @@ func finishImage(c *cli.Context, img *store.Image) error {
 	return err
 }
 
-// parseSource reads a commit's CONTAINER argument.
-func parseSource(c *cli.Context, arg string) (commit.Source, error) {
-	switch {
-	case strings.HasPrefix(arg, "docker://"):
-		name := strings.TrimPrefix(arg, "docker://")
-		if name == "" {
-			return nil, usagef("docker://: the container name is empty")
-		}
-		return source.Docker{Name: name, Pause: c.Bool("pause")}, nil
-	case strings.HasPrefix(arg, "runc://"):
-		id := strings.TrimPrefix(arg, "runc://")
-		if id == "" {
-			return nil, usagef("runc://: the container id is empty")
-		}
-		return source.Runc{ID: id, Root: c.String("runc-root"), Base: c.String("base"), Pause: c.Bool("pause")}, nil
-	case strings.HasPrefix(arg, "dir://"):
-		root := strings.TrimPrefix(arg, "dir://")
-		if root == "" {
-			return nil, usagef("dir://: the path is empty")
-		}
-		return commit.Dir{Root: root, Base: c.String("base")}, nil
+// parseSource reads a commit's or a diff's CONTAINER argument.
+func parseSource(c *cli.Context, arg string) (sourcing.Source, error) {
+	src, err := source.Parse(arg, source.Options{
+		Pause: c.Bool("pause"), Base: c.String("base"), RuncRoot: c.String("runc-root"), DockerHost: dockerHost(),
+	})
+	if errors.Is(err, source.ErrEmptyName) {
+		return nil, usageError{err}
 	}
-	if strings.Contains(arg, "://") {
-		return nil, fmt.Errorf("container %q: unknown kind (want NAME, docker://NAME, runc://ID or dir://PATH)", arg)
-	}
-	return container.Source{Name: arg, Pause: c.Bool("pause")}, nil
+	return src, err
 }
+
+// dockerHost is the engine docker:// and --to-docker talk to, as the
+// docker CLI finds it.
+func dockerHost() string { return os.Getenv("DOCKER_HOST") }
 
 func commitCommand() *cli.Command {
 	return &cli.Command{
@@ -123,7 +111,11 @@ func commitCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("to-docker") {
-				if err := source.ToDocker(c.Context, st, img); err != nil {
+				eng, err := source.NewEngine(dockerHost())
+				if err == nil {
+					err = eng.LoadFromStore(c.Context, st, img)
+				}
+				if err != nil {
 					return fmt.Errorf("commit: --to-docker: %w", err)
 				}
 			}
@@ -162,7 +154,7 @@ func importCommand() *cli.Command {
 				if opts.Message == "" {
 					opts.Message = "Imported from " + src
 				}
-				img, err = commit.Commit(c.Context, st, commit.Dir{Root: src}, opts)
+				img, err = commit.Commit(c.Context, st, sourcing.Dir{Root: src}, opts)
 				if err != nil {
 					return err
 				}

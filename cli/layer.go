@@ -16,6 +16,7 @@ import (
 
 	"snap/compression"
 	"snap/diff"
+	"snap/sourcing"
 )
 
 func sourceFlags() []cli.Flag {
@@ -28,7 +29,7 @@ func sourceFlags() []cli.Flag {
 }
 
 // changeSource turns the --upper/--rootfs flags into a change source.
-func changeSource(c *cli.Context) (diff.Source, error) {
+func changeSource(c *cli.Context) (diff.Walker, error) {
 	upper, rootfs, lowers := c.String("upper"), c.String("rootfs"), c.StringSlice("lower")
 	switch {
 	case upper != "" && rootfs != "":
@@ -226,7 +227,7 @@ func diffCommand() *cli.Command {
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`"},
 		),
 		Action: func(c *cli.Context) error {
-			var src diff.Source
+			var src diff.Walker
 			if c.NArg() > 1 {
 				return usagef("diff takes one CONTAINER")
 			}
@@ -248,8 +249,8 @@ func diffCommand() *cli.Command {
 					defer o.Close()
 				}
 				src = o.Changes
-				if o.Diff != nil {
-					src = o.Diff
+				if m, ok := src.(sourcing.Merger); ok {
+					src = m.Merged()
 				}
 			} else {
 				var err error

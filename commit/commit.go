@@ -1,7 +1,8 @@
 // Package commit turns a container's changes into a new image, the way
-// `docker commit` does: Commit(ctx, st, src, opts) opens the source (pausing
-// a container), walks it with package diff, writes the layer into the store,
-// builds config, history and manifest, tags, and closes the source again.
+// `docker commit` does: Commit(ctx, st, src, opts) opens the source (a
+// sourcing.Source, as source.Parse gives one; a container is paused), walks
+// it with package diff, writes the layer into the store, builds config,
+// history and manifest, tags, and closes the source again.
 package commit
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"snap/compression"
 	"snap/diff"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -45,38 +47,12 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Opened is a source ready to be walked.
-type Opened struct {
-	Changes diff.Source
-	// Diff, if set, lists the changes as `docker diff` does (snap diff);
-	// otherwise Changes does.
-	Diff diff.Source
-	// Whole yields the complete filesystem, for --squash.
-	Whole diff.Source
-	// Base is the image the changes apply to; nil for none.
-	Base *store.Image
-	// CreatedBy goes into the history entry (a container's command).
-	CreatedBy string
-	// Config, when set, replaces the base's config before -c applies: docker
-	// commit starts from the container's own config (its command, env...).
-	Config *dockerspec.DockerOCIImageConfig
-	// Close releases the source (resumes a paused container). It is called
-	// on every path.
-	Close func() error
-}
-
 // ErrNoWhole is returned for a squash of a source that cannot give its
-// whole filesystem.
+// whole filesystem: its walker is no sourcing.Squasher.
 var ErrNoWhole = errors.New("squash: this source cannot give its whole filesystem")
 
-// Source is something a commit reads: a container or a directory.
-type Source interface {
-	Open(ctx context.Context, st *store.Store) (*Opened, error)
-	String() string
-}
-
 // Commit writes a new image from src into st and returns it.
-func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img *store.Image, err error) {
+func Commit(ctx context.Context, st *store.Store, src sourcing.Source, opts Options) (img *store.Image, err error) {
 	tags, err := opts.tags()
 	if err != nil {
 		return nil, err
@@ -116,7 +92,7 @@ func Commit(ctx context.Context, st *store.Store, src Source, opts Options) (img
 	return img, nil
 }
 
-func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tags []string, release func() error) (*store.Image, error) {
+func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Options, tags []string, release func() error) (*store.Image, error) {
 	created := opts.createdAt()
 	var cfg dockerspec.DockerOCIImage
 	var layers []ocispec.Descriptor
@@ -137,10 +113,11 @@ func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tags [
 	}
 	changes := o.Changes
 	if opts.Squash {
-		if o.Whole == nil {
+		sq, ok := o.Changes.(sourcing.Squasher)
+		if !ok {
 			return nil, ErrNoWhole
 		}
-		changes = o.Whole
+		changes = sq.Whole()
 		layers = nil
 		cfg.RootFS.DiffIDs = nil
 		for i := range cfg.History {
@@ -177,7 +154,7 @@ func build(ctx context.Context, st *store.Store, o *Opened, opts Options, tags [
 
 // writeLayer streams the changes into a new blob. A walk that yields
 // nothing gives no layer at all (docker's empty_layer).
-func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Options) (*ocispec.Descriptor, diff.Result, error) {
+func writeLayer(ctx context.Context, st *store.Store, src diff.Walker, opts Options) (*ocispec.Descriptor, diff.Result, error) {
 	bw, err := st.NewBlob()
 	if err != nil {
 		return nil, diff.Result{}, err
@@ -221,32 +198,4 @@ func writeLayer(ctx context.Context, st *store.Store, src diff.Source, opts Opti
 		Size:        bw.Size(),
 		Annotations: map[string]string{store.AnnotationContentSize: strconv.FormatInt(res.ContentSize, 10), store.AnnotationUncompressedSize: strconv.FormatInt(res.UncompressedSize, 10)},
 	}, res, nil
-}
-
-// Dir is a root filesystem in a directory (dir://PATH), committed against
-// the base image it was made from.
-type Dir struct {
-	Root string
-	Base string // image name; empty: the directory is the whole image
-}
-
-func (d Dir) String() string { return "dir://" + d.Root }
-
-// Open unpacks the base's layers (once, cached) to compare the directory with.
-func (d Dir) Open(ctx context.Context, st *store.Store) (*Opened, error) {
-	o := &Opened{Whole: diff.Rootfs{Root: d.Root}}
-	if d.Base == "" {
-		o.Changes = o.Whole
-		return o, nil
-	}
-	base, err := st.Lookup(d.Base)
-	if err != nil {
-		return nil, fmt.Errorf("base %w", err)
-	}
-	lowers, err := st.LayerDirs(base)
-	if err != nil {
-		return nil, fmt.Errorf("base %s: %w", d.Base, err)
-	}
-	o.Base, o.Changes = base, diff.Rootfs{Root: d.Root, Lowers: lowers}
-	return o, nil
 }

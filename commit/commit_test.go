@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/diff"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -62,7 +63,7 @@ func TestApplyChanges(t *testing.T) {
 	}
 }
 
-type failing struct{ diff.Source }
+type failing struct{ diff.Walker }
 
 func (failing) Walk(ctx context.Context, fn func(diff.Change) error) error {
 	return errors.New("walk broke half way")
@@ -71,8 +72,8 @@ func (failing) Walk(ctx context.Context, fn func(diff.Change) error) error {
 type failSource struct{ closed *bool }
 
 func (f failSource) String() string { return "test://fail" }
-func (f failSource) Open(context.Context, *store.Store) (*Opened, error) {
-	return &Opened{Changes: failing{}, Close: func() error { *f.closed = true; return nil }}, nil
+func (f failSource) Open(context.Context, *store.Store) (*sourcing.Opened, error) {
+	return &sourcing.Opened{Changes: failing{}, Close: func() error { *f.closed = true; return nil }}, nil
 }
 
 // A commit that fails half way leaves no blob, no index entry, and still
@@ -100,11 +101,11 @@ func TestCommitDirHistoryAndEmptyLayer(t *testing.T) {
 	st, _ := store.Open(t.TempDir())
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644)
-	first, err := Commit(context.Background(), st, Dir{Root: root}, Options{Tag: "a:1", Author: "me", Message: "one"})
+	first, err := Commit(context.Background(), st, sourcing.Dir{Root: root}, Options{Tag: "a:1", Author: "me", Message: "one"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := Commit(context.Background(), st, Dir{Root: root, Base: "a:1"}, Options{Tag: "a:2", Message: "none"})
+	second, err := Commit(context.Background(), st, sourcing.Dir{Root: root, Base: "a:1"}, Options{Tag: "a:2", Message: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestCommitDirHistoryAndEmptyLayer(t *testing.T) {
 	if second.Manifest.Layers[0].MediaType != ocispec.MediaTypeImageLayerGzip {
 		t.Errorf("default compression: %s", second.Manifest.Layers[0].MediaType)
 	}
-	squashed, err := Commit(context.Background(), st, Dir{Root: root, Base: "a:2"}, Options{Tag: "a:sq", Squash: true})
+	squashed, err := Commit(context.Background(), st, sourcing.Dir{Root: root, Base: "a:2"}, Options{Tag: "a:sq", Squash: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +131,12 @@ func TestCommitDirHistoryAndEmptyLayer(t *testing.T) {
 // resumeFails is a directory whose release fails, as a container's resume
 // can; it records whether the image was already in the store by then.
 type resumeFails struct {
-	Dir
+	sourcing.Dir
 	st     *store.Store
 	tagged *bool
 }
 
-func (r resumeFails) Open(ctx context.Context, st *store.Store) (*Opened, error) {
+func (r resumeFails) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, error) {
 	o, err := r.Dir.Open(ctx, st)
 	if err != nil {
 		return nil, err
@@ -160,7 +161,7 @@ func TestResumeFailureTagsNothing(t *testing.T) {
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644)
 	tagged := false
-	_, err = Commit(context.Background(), st, resumeFails{Dir{Root: root}, st, &tagged}, Options{Tag: "x:1"})
+	_, err = Commit(context.Background(), st, resumeFails{sourcing.Dir{Root: root}, st, &tagged}, Options{Tag: "x:1"})
 	if err == nil || !strings.Contains(err.Error(), "freezer is stuck") {
 		t.Fatalf("commit: %v, want the resume's error", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"snap/compression"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -53,7 +54,7 @@ func TestCommitsRacePrunes(t *testing.T) {
 					errs <- err
 					return
 				}
-				src := Dir{Root: filepath.Join(dirs, fmt.Sprint(i))}
+				src := sourcing.Dir{Root: filepath.Join(dirs, fmt.Sprint(i))}
 				if i%2 == 1 && r > 0 {
 					src.Base = tag(r-1, i-1)
 				}

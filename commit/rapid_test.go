@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/go-archive/compression"
 
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -66,7 +67,7 @@ func TestRapidDirCommitsKeepEveryEdit(t *testing.T) {
 	if err := os.WriteFile(f, []byte("--\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Commit(ctx, st, Dir{Root: root}, Options{Tag: "rapid:base"}); err != nil {
+	if _, err := Commit(ctx, st, sourcing.Dir{Root: root}, Options{Tag: "rapid:base"}); err != nil {
 		t.Fatal(err)
 	}
 	prev := "rapid:base"
@@ -77,7 +78,7 @@ func TestRapidDirCommitsKeepEveryEdit(t *testing.T) {
 			t.Fatal(err)
 		}
 		tag := fmt.Sprintf("rapid:%d", i)
-		img, err := Commit(ctx, st, Dir{Root: root, Base: prev}, Options{Tag: tag})
+		img, err := Commit(ctx, st, sourcing.Dir{Root: root, Base: prev}, Options{Tag: tag})
 		if err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}

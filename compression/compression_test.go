@@ -2,14 +2,13 @@ package compression
 
 import (
 	"bytes"
-	"errors"
 	"io"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"snap/internal/testenv"
 )
 
 // What NewWriter writes, Detect names and NewReader gives back; the media
@@ -96,22 +95,8 @@ func TestParse(t *testing.T) {
 // A leaf: it imports nothing of snap's, and the store reaches the
 // change-walker (package diff) through it no more (issue 10).
 func TestLeaf(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no go command to list imports with")
-		}
-		t.Skip("needs the go command on PATH")
-	}
 	for pkg, banned := range map[string]string{".": "snap/", "../store": "snap/diff"} {
-		out, err := exec.Command("go", "list", "-deps", pkg).Output()
-		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				t.Fatalf("go list %s: %v: %s", pkg, err, ee.Stderr)
-			}
-			t.Fatal(err)
-		}
-		for _, dep := range strings.Fields(string(out)) {
+		for _, dep := range testenv.Deps(t, pkg) {
 			if strings.HasPrefix(dep, banned) && dep != "snap/compression" {
 				t.Errorf("%s imports %s", pkg, dep)
 			}

@@ -18,6 +18,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -206,7 +207,7 @@ func TestOutputNeverBlocks(t *testing.T) {
 // walkFrozen wraps a change source and records, at the start and at the
 // end of its walk, whether the container is frozen.
 type walkFrozen struct {
-	diff.Source
+	diff.Walker
 	m      *Manager
 	meta   *Meta
 	thawed *atomic.Int32
@@ -220,19 +221,19 @@ func (w walkFrozen) Walk(ctx context.Context, fn func(diff.Change) error) error 
 		}
 	}
 	check()
-	err := w.Source.Walk(ctx, fn)
+	err := w.Walker.Walk(ctx, fn)
 	check()
 	return err
 }
 
 type walkFrozenSource struct {
-	Source
+	Committable
 	m      *Manager
 	thawed *atomic.Int32
 }
 
-func (s walkFrozenSource) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
-	o, err := s.Source.Open(ctx, st)
+func (s walkFrozenSource) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, error) {
+	o, err := s.Committable.Open(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +268,7 @@ func TestConcurrentCommitsStayFrozen(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errs[i] = commit.Commit(context.Background(), st, walkFrozenSource{Source{Name: "busy", Pause: true}, m, &thawed},
+				_, errs[i] = commit.Commit(context.Background(), st, walkFrozenSource{Committable{Name: "busy", Pause: true}, m, &thawed},
 					commit.Options{Tag: fmt.Sprintf("busy:%d-%d", r, i)})
 			}()
 		}

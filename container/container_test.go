@@ -16,6 +16,7 @@ import (
 	"snap/diff"
 	"snap/internal/fixtures"
 	"snap/internal/testenv"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -31,7 +32,7 @@ func setup(t *testing.T) (*store.Store, *Manager) {
 	if err := fixtures.Base(base); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := commit.Commit(context.Background(), st, commit.Dir{Root: base}, commit.Options{Tag: "base:1", Message: "base"}); err != nil {
+	if _, err := commit.Commit(context.Background(), st, sourcing.Dir{Root: base}, commit.Options{Tag: "base:1", Message: "base"}); err != nil {
 		t.Fatal(err)
 	}
 	return st, New(st)
@@ -75,7 +76,7 @@ func TestRunForeground(t *testing.T) {
 // frozenCheck wraps a change source and records whether the container was
 // frozen when the walk began.
 type frozenCheck struct {
-	diff.Source
+	diff.Walker
 	m      *Manager
 	meta   *Meta
 	frozen *bool
@@ -87,17 +88,17 @@ func (f frozenCheck) Walk(ctx context.Context, fn func(diff.Change) error) error
 		st, _ := c.Status()
 		*f.frozen = st == libcontainer.Paused
 	}
-	return f.Source.Walk(ctx, fn)
+	return f.Walker.Walk(ctx, fn)
 }
 
 type checkedSource struct {
-	Source
+	Committable
 	m      *Manager
 	frozen *bool
 }
 
-func (s checkedSource) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
-	o, err := s.Source.Open(ctx, st)
+func (s checkedSource) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, error) {
+	o, err := s.Committable.Open(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +125,7 @@ func TestCommitRunningContainer(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	frozen := false
-	img, err := commit.Commit(context.Background(), st, checkedSource{Source{Name: "prov", Pause: true}, m, &frozen}, commit.Options{Tag: "golden:1", Message: "golden v1"})
+	img, err := commit.Commit(context.Background(), st, checkedSource{Committable{Name: "prov", Pause: true}, m, &frozen}, commit.Options{Tag: "golden:1", Message: "golden v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestCommitRunningContainer(t *testing.T) {
 		t.Errorf("the committed image: %q exit %d", ran, code)
 	}
 	var listed []string
-	o, _ := Source{Name: "prov"}.Open(context.Background(), st)
+	o, _ := Committable{Name: "prov"}.Open(context.Background(), st)
 	o.Changes.Walk(context.Background(), func(c diff.Change) error { listed = append(listed, c.String()); return nil })
 	for _, p := range listed {
 		if strings.HasPrefix(p, "A /etc/hosts") || strings.HasPrefix(p, "A /proc") || strings.Contains(p, "/data") {
@@ -163,7 +164,7 @@ func TestCommitRunningContainer(t *testing.T) {
 
 func TestBadContainers(t *testing.T) {
 	st, m := setup(t)
-	if _, err := commit.Commit(context.Background(), st, Source{Name: "nope"}, commit.Options{}); err == nil || !strings.Contains(err.Error(), "nope") {
+	if _, err := commit.Commit(context.Background(), st, Committable{Name: "nope"}, commit.Options{}); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown container: %v", err)
 	}
 	meta, err := m.Create(CreateOptions{Image: "base:1", Args: []string{"true"}})
@@ -171,7 +172,7 @@ func TestBadContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Remove(meta, true)
-	if _, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{}); err == nil || !strings.Contains(err.Error(), meta.Name) {
+	if _, err := commit.Commit(context.Background(), st, Committable{Name: meta.Name}, commit.Options{}); err == nil || !strings.Contains(err.Error(), meta.Name) {
 		t.Errorf("removed container: %v", err)
 	}
 	meta, _ = m.Create(CreateOptions{Image: "base:1", Args: []string{"true"}})
@@ -179,7 +180,7 @@ func TestBadContainers(t *testing.T) {
 	st.Remove("base:1")
 	st.Prune(context.Background())
 	os.RemoveAll(st.LayersDir())
-	if _, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{}); err == nil || !strings.Contains(err.Error(), "base:1") {
+	if _, err := commit.Commit(context.Background(), st, Committable{Name: meta.Name}, commit.Options{}); err == nil || !strings.Contains(err.Error(), "base:1") {
 		t.Errorf("image removed: %v", err)
 	}
 	if _, err := exec.LookPath("busybox"); err != nil {

@@ -29,6 +29,7 @@ import (
 	"snap/diff"
 	"snap/internal/fixtures"
 	"snap/internal/testenv"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -187,7 +188,7 @@ func TestRunDeepImage(t *testing.T) {
 			if want := deepWant(n); err != nil || string(ran) != want {
 				t.Errorf("snap run: %v, output:\n%s\nwant:\n%s", err, ran, want)
 			}
-			committed, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{Tag: tag + "-c"})
+			committed, err := commit.Commit(context.Background(), st, Committable{Name: meta.Name}, commit.Options{Tag: tag + "-c"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,12 +197,12 @@ func TestRunDeepImage(t *testing.T) {
 			if got, want := layerNames(t, st, committed), []string{".wh.bottom", "changed", "depth/", "depth/3"}; !slices.Equal(got, want) {
 				t.Errorf("the commit's layer holds %q, want only the changes %q", got, want)
 			}
-			o, err := Source{Name: meta.Name}.Open(context.Background(), st)
+			o, err := Committable{Name: meta.Name}.Open(context.Background(), st)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var listed []string
-			if err := o.Diff.Walk(context.Background(), func(c diff.Change) error { listed = append(listed, c.String()); return nil }); err != nil {
+			if err := o.Changes.(sourcing.Merger).Merged().Walk(context.Background(), func(c diff.Change) error { listed = append(listed, c.String()); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if want := []string{"D /bottom", "A /changed", "C /depth", "C /depth/3"}; !slices.Equal(listed, want) {
@@ -568,7 +569,7 @@ func TestRunCommitGenerations(t *testing.T) {
 		if err != nil || code != 0 {
 			t.Fatalf("generation %d: exit %d %v: %s", g, code, err, out.String())
 		}
-		img, err := commit.Commit(ctx, st, Source{Name: meta.Name}, commit.Options{Tag: "line:latest", Compression: compression.None})
+		img, err := commit.Commit(ctx, st, Committable{Name: meta.Name}, commit.Options{Tag: "line:latest", Compression: compression.None})
 		if err != nil {
 			t.Fatalf("generation %d: %v", g, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"snap/diff"
 	"snap/internal/fixtures"
 	"snap/internal/testenv"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -28,7 +29,7 @@ func imageFrom(t *testing.T, st *store.Store, tag string, changes []string, modi
 		t.Fatal(err)
 	}
 	modify(dir)
-	if _, err := commit.Commit(context.Background(), st, commit.Dir{Root: dir}, commit.Options{Tag: tag, Changes: changes}); err != nil {
+	if _, err := commit.Commit(context.Background(), st, sourcing.Dir{Root: dir}, commit.Options{Tag: tag, Changes: changes}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -123,7 +124,7 @@ func TestFileBindMount(t *testing.T) {
 		t.Errorf("the ro bind's file is now %q", b)
 	}
 	var listed []string
-	o, err := Source{Name: "bind-commit"}.Open(context.Background(), st)
+	o, err := Committable{Name: "bind-commit"}.Open(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestFileBindMount(t *testing.T) {
 	if want := []string{"C /etc", "C /etc/motd"}; !slices.Equal(listed, want) {
 		t.Errorf("changes %q, want %q (no bind target)", listed, want)
 	}
-	if _, err := commit.Commit(context.Background(), st, Source{Name: "bind-commit"}, commit.Options{Tag: "bindtest:1"}); err != nil {
+	if _, err := commit.Commit(context.Background(), st, Committable{Name: "bind-commit"}, commit.Options{Tag: "bindtest:1"}); err != nil {
 		t.Fatal(err)
 	}
 	if out, code, err := runIn(m, CreateOptions{Image: "bindtest:1", Args: []string{"sh", "-c", "cat /etc/motd; ls /winning /etc/x.conf /srv 2>&1 | wc -l"}}); err != nil || code != 0 || out != "changed\n3\n" {
@@ -290,7 +291,7 @@ func TestHostnameNotCommitted(t *testing.T) {
 		if code, err := m.Start(context.Background(), meta, Stdio{Out: &out}, false); err != nil || code != 0 || out.String() != meta.Hostname+"\n" {
 			t.Errorf("generation %d: HOSTNAME %q exit %d %v, want %s", i, out.String(), code, err, meta.Hostname)
 		}
-		img, err := commit.Commit(context.Background(), st, Source{Name: meta.Name}, commit.Options{Tag: "env:" + string(rune('1'+i))})
+		img, err := commit.Commit(context.Background(), st, Committable{Name: meta.Name}, commit.Options{Tag: "env:" + string(rune('1'+i))})
 		if err != nil {
 			t.Fatal(err)
 		}

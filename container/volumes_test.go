@@ -58,7 +58,7 @@ func volumeDirs(m *Manager, meta *Meta) []string {
 // commitChanges lists what a commit of the container would hold.
 func commitChanges(t *testing.T, st *store.Store, name string) []string {
 	t.Helper()
-	o, err := Source{Name: name}.Open(context.Background(), st)
+	o, err := Committable{Name: name}.Open(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestAnonymousVolume(t *testing.T) {
 	if got := commitChanges(t, st, "anon"); !slices.Equal(got, []string{"A /other"}) {
 		t.Errorf("commit changes %q, want only A /other", got)
 	}
-	img, err := commit.Commit(context.Background(), st, Source{Name: "anon"}, commit.Options{Tag: "vol:2"})
+	img, err := commit.Commit(context.Background(), st, Committable{Name: "anon"}, commit.Options{Tag: "vol:2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestVolumeFlags(t *testing.T) {
 	if got := commitChanges(t, st, "etc"); !slices.Equal(got, []string{"A /other"}) {
 		t.Errorf("-v /etc/: commit changes %q, want only A /other", got)
 	}
-	img, err := commit.Commit(context.Background(), st, Source{Name: "etc"}, commit.Options{Tag: "etc:1"})
+	img, err := commit.Commit(context.Background(), st, Committable{Name: "etc"}, commit.Options{Tag: "etc:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

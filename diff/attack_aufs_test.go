@@ -17,9 +17,9 @@ import (
 // of the AUFS walkers (the layer one and snap diff's).
 func TestAUFSWhiteoutNamesNoParent(t *testing.T) {
 	for _, name := range []string{".wh..", ".wh..."} {
-		for _, src := range []func(u string) Source{
-			func(u string) Source { return Overlay{Upper: u, Format: FormatAUFS} },
-			func(u string) Source { return Merged{Upper: u, Lowers: []string{t.TempDir()}, Format: FormatAUFS} },
+		for _, src := range []func(u string) Walker{
+			func(u string) Walker { return Overlay{Upper: u, Format: FormatAUFS} },
+			func(u string) Walker { return Merged{Upper: u, Lowers: []string{t.TempDir()}, Format: FormatAUFS} },
 		} {
 			u := t.TempDir()
 			write(t, filepath.Join(u, "a/b", name), "")

@@ -27,7 +27,7 @@ import (
 // cut at the size its header was written with.
 func TestGrowingFileIsCutAtTheListedSize(t *testing.T) {
 	requireRoot(t)
-	eachMode(t, func(t *testing.T, root string, src Source) {
+	eachMode(t, func(t *testing.T, root string, src Walker) {
 		const listed = 3 * prefetchMax
 		write(t, filepath.Join(root, "grows"), strings.Repeat("g", listed))
 		grow := func() error { // one append between the walk and the writer
@@ -64,7 +64,7 @@ func TestGrowingFileIsCutAtTheListedSize(t *testing.T) {
 // upper. Rootfs mode is checked alongside.
 func TestDirectoryRemovedDuringTheWalkIsErrChanged(t *testing.T) {
 	requireRoot(t)
-	eachMode(t, func(t *testing.T, root string, src Source) {
+	eachMode(t, func(t *testing.T, root string, src Walker) {
 		write(t, filepath.Join(root, "x/file"), "f")
 		write(t, filepath.Join(root, "y"), "y")
 		rm := func() error { return os.RemoveAll(filepath.Join(root, "x")) }

@@ -32,9 +32,9 @@ func (f *failAfter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// cancelAt is a Source that cancels the commit's context at its k-th change.
+// cancelAt is a Walker that cancels the commit's context at its k-th change.
 type cancelAt struct {
-	src    Source
+	src    Walker
 	k      int
 	cancel context.CancelFunc
 }

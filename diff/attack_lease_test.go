@@ -23,7 +23,7 @@ import (
 // holder lets go shortly after it is told; the layer must hold the file.
 func TestLeasedFileIsReadOnceTheLeaseBreaks(t *testing.T) {
 	requireRoot(t)
-	eachMode(t, func(t *testing.T, root string, src Source) {
+	eachMode(t, func(t *testing.T, root string, src Walker) {
 		write(t, filepath.Join(root, "f"), "leased")
 		fd, err := unix.Open(filepath.Join(root, "f"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -61,7 +61,7 @@ func TestMountsInsideTheRootStayOutOfTheLayer(t *testing.T) {
 			if err := tc.mount(t, root, host); err != nil {
 				t.Fatalf("mount: %v", err)
 			}
-			for _, src := range []Source{Rootfs{Root: root}, Overlay{Upper: root}} {
+			for _, src := range []Walker{Rootfs{Root: root}, Overlay{Upper: root}} {
 				es, _ := layer(t, src, Options{})
 				for _, e := range es {
 					if strings.Contains(e.body, hostSecret) {

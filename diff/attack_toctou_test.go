@@ -14,12 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mutateAt is a Source that changes the tree when the walk yields path at,
+// mutateAt is a Walker that changes the tree when the walk yields path at,
 // before the writer sees that change: the window a racing process has
 // between the walk listing an entry and the writer opening it, made
 // deterministic.
 type mutateAt struct {
-	src    Source
+	src    Walker
 	at     string
 	mutate func() error
 }
@@ -116,7 +116,7 @@ func TestWhatChangesAfterTheWalkNeverBringsTheHostIn(t *testing.T) {
 					os.Remove(e.root) // the symlink, if the root moved
 					os.RemoveAll(e.root + ".moved")
 				})
-				var src Source = Rootfs{Root: e.root}
+				var src Walker = Rootfs{Root: e.root}
 				if strings.HasPrefix(mode, "overlay") {
 					src = Overlay{Upper: e.root}
 				}
@@ -167,7 +167,7 @@ func TestNothingInTheTreeHangsTheWriter(t *testing.T) {
 					t.Fatal(err)
 				}
 				write(t, filepath.Join(root, "x/file"), "f")
-				var src Source = Rootfs{Root: root, Lowers: []string{lower}}
+				var src Walker = Rootfs{Root: root, Lowers: []string{lower}}
 				if mode == "overlay" {
 					src = Overlay{Upper: root, Lowers: []string{lower}}
 				}

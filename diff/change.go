@@ -1,6 +1,6 @@
 // Package diff finds what a container changed and writes it as an OCI layer.
 //
-// A Source yields Changes in docker's entry order (depth-first, each
+// A Walker yields Changes in docker's entry order (depth-first, each
 // directory's entries sorted by name); WriteLayer turns them into a tar
 // stream with whiteouts and opaque markers. The same changes feed `snap diff`.
 package diff
@@ -66,8 +66,9 @@ func (c Change) String() string {
 	return string(c.Kind) + " " + p
 }
 
-// Source yields the changes of one layer, in docker's entry order.
-type Source interface {
+// Walker is a change-walker: it yields the changes of one layer, in
+// docker's entry order.
+type Walker interface {
 	Walk(ctx context.Context, fn func(Change) error) error
 }
 

@@ -68,7 +68,7 @@ func TestSameSizeSameSecondIsDecidedByContent(t *testing.T) {
 			if tc.changed {
 				want = []string{"C /f"}
 			}
-			for _, src := range []Source{Rootfs{Root: upper, Lowers: []string{lower}}, Merged{Upper: upper, Lowers: []string{lower}}} {
+			for _, src := range []Walker{Rootfs{Root: upper, Lowers: []string{lower}}, Merged{Upper: upper, Lowers: []string{lower}}} {
 				if got := changes(t, src); !slices.Equal(got, want) {
 					t.Errorf("%T: changes %q, want %q", src, got, want)
 				}

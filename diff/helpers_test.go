@@ -25,12 +25,12 @@ func requireRoot(t *testing.T) {
 // eachMode runs test on an empty directory root, read once as a rootfs
 // (subtest "rootfs") and once as an overlay's upper ("overlay"): the two
 // walkers a container's changes go through.
-func eachMode(t *testing.T, test func(t *testing.T, root string, src Source)) {
+func eachMode(t *testing.T, test func(t *testing.T, root string, src Walker)) {
 	t.Helper()
 	for _, mode := range []string{"rootfs", "overlay"} {
 		t.Run(mode, func(t *testing.T) {
 			root := t.TempDir()
-			var src Source = Rootfs{Root: root}
+			var src Walker = Rootfs{Root: root}
 			if mode == "overlay" {
 				src = Overlay{Upper: root}
 			}
@@ -76,7 +76,7 @@ func overlay(t *testing.T, lower string, change func(merged string)) (upper stri
 	return upper
 }
 
-func changes(t *testing.T, src Source) []string {
+func changes(t *testing.T, src Walker) []string {
 	t.Helper()
 	var out []string
 	if err := src.Walk(context.Background(), func(c Change) error {
@@ -97,7 +97,7 @@ type entry struct {
 	body string
 }
 
-func layer(t *testing.T, src Source, opts Options) ([]entry, Result) {
+func layer(t *testing.T, src Walker, opts Options) ([]entry, Result) {
 	t.Helper()
 	var buf bytes.Buffer
 	res, err := WriteLayer(context.Background(), &buf, src, opts)

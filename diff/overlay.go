@@ -43,6 +43,10 @@ type Overlay struct {
 	Format Format
 }
 
+// Merged is the same container seen as `docker diff` sees it (see Merged):
+// what snap diff lists for a container, where a layer's changes differ.
+func (o Overlay) Merged() Walker { return Merged(o) }
+
 // Walk yields the upper's changes in docker's order.
 func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
 	root, err := os.Lstat(o.Upper)

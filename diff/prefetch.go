@@ -34,7 +34,7 @@ func wantsPrefetch(c Change) bool {
 
 // walkAhead runs src.Walk and the read-ahead workers, and calls fn with each
 // change, in order, with its bytes when they were read ahead.
-func walkAhead(ctx context.Context, src Source, fn func(*pending) error) error {
+func walkAhead(ctx context.Context, src Walker, fn func(*pending) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ordered := make(chan *pending, prefetchQueue)

@@ -47,7 +47,7 @@ func TestSwapDirForSymlinkNeverLeaksTheHost(t *testing.T) {
 			write(t, filepath.Join(host, "f"), canary)
 			inside := strings.Repeat("i", len(canary)) // same size: a size check alone cannot catch the swap
 
-			var src Source
+			var src Walker
 			var swapRoot string
 			switch mode {
 			case "overlay":

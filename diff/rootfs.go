@@ -22,6 +22,10 @@ type Rootfs struct {
 	Lowers []string
 }
 
+// Whole walks the whole root filesystem, every entry Added, as if it had
+// no lowers: what a squashed commit writes.
+func (r Rootfs) Whole() Walker { return Rootfs{Root: r.Root} }
+
 // Walk yields the changes in docker's order. A directory that did not change
 // itself is still yielded, as Changed, before the first change beneath it.
 func (r Rootfs) Walk(ctx context.Context, fn func(Change) error) error {

@@ -48,7 +48,7 @@ type Result struct {
 
 // WriteLayer streams the changes of src to w as one OCI layer. Each file is
 // read once; the diffID and the compression are computed as the bytes pass.
-func WriteLayer(ctx context.Context, w io.Writer, src Source, opts Options) (Result, error) {
+func WriteLayer(ctx context.Context, w io.Writer, src Walker, opts Options) (Result, error) {
 	comp, err := compression.NewWriter(w, opts.Compression)
 	if err != nil {
 		return Result{}, err

@@ -10,9 +10,9 @@ import (
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
-	"snap/commit"
 	"snap/compression"
 	"snap/diff"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -22,6 +22,7 @@ import (
 type Docker struct {
 	Name  string
 	Pause bool
+	Host  string // the engine, as DOCKER_HOST names it; empty: the default socket
 }
 
 func (d Docker) String() string { return "docker://" + d.Name }
@@ -29,8 +30,8 @@ func (d Docker) String() string { return "docker://" + d.Name }
 // Open inspects the container, brings its image into the store (exported
 // from the engine once, then found by image ID, so history and diff_ids
 // chain onto docker's), and pauses the container if it runs.
-func (d Docker) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
-	eng, err := NewEngine()
+func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, error) {
+	eng, err := NewEngine(d.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -53,9 +54,8 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 	if err != nil {
 		return nil, err
 	}
-	o := &commit.Opened{
+	o := &sourcing.Opened{
 		Changes:   diff.Overlay{Upper: upper, Lowers: strings.Split(lowers, ":")},
-		Diff:      diff.Merged{Upper: upper, Lowers: strings.Split(lowers, ":")},
 		Base:      base,
 		CreatedBy: strings.Join(cfg.Cmd, " "),
 		Config:    &cfg,
@@ -102,15 +102,12 @@ func dockerImage(ctx context.Context, eng *Engine, st *store.Store, id string) (
 	return nil, fmt.Errorf("image %s: the engine exported something else", id)
 }
 
-// ToDocker loads an image of the store into the engine (--to-docker).
-func ToDocker(ctx context.Context, st *store.Store, img *store.Image) error {
-	eng, err := NewEngine()
-	if err != nil {
-		return err
-	}
+// LoadFromStore loads an image of the store into the engine, as `docker
+// load` of its `snap save` would.
+func (e *Engine) LoadFromStore(ctx context.Context, st *store.Store, img *store.Image) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(st.SaveDockerArchive(ctx, pw, []*store.Image{img})) }()
-	err = eng.LoadImage(ctx, pr)
+	err := e.LoadImage(ctx, pr)
 	pr.CloseWithError(err)
 	return err
 }

@@ -1,5 +1,8 @@
 // Package source holds the things snap commits: containers of other
-// runtimes (docker://, runc://) seen through their own interfaces.
+// runtimes (docker://, runc://) seen through their own interfaces, each a
+// sourcing.Source. Parse reads any container reference a user writes
+// (NAME, docker://, runc://, dir://) into its source, snap's own
+// containers included, so a program opens one as the CLI does.
 package source
 
 import (
@@ -10,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -21,9 +23,9 @@ type Engine struct {
 	http *http.Client
 }
 
-// NewEngine connects to DOCKER_HOST (unix:// only) or the default socket.
-func NewEngine() (*Engine, error) {
-	host := os.Getenv("DOCKER_HOST")
+// NewEngine connects to host, as DOCKER_HOST names it (unix:// only); empty
+// is the default socket.
+func NewEngine(host string) (*Engine, error) {
 	if host == "" {
 		host = "unix:///var/run/docker.sock"
 	}

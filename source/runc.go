@@ -14,8 +14,8 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/runc/libcontainer"
 
-	"snap/commit"
 	"snap/diff"
+	"snap/sourcing"
 	"snap/store"
 )
 
@@ -33,7 +33,7 @@ type Runc struct {
 
 func (r Runc) String() string { return "runc://" + r.ID }
 
-func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
+func (r Runc) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, error) {
 	root := r.Root
 	if root == "" {
 		root = "/run/runc"
@@ -46,7 +46,7 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 		return nil, fmt.Errorf("runc container %q: %w", r.ID, err)
 	}
 	cfg := c.Config()
-	o := &commit.Opened{CreatedBy: strings.Join(bundleArgs(cfg.Labels), " ")}
+	o := &sourcing.Opened{CreatedBy: strings.Join(bundleArgs(cfg.Labels), " ")}
 	upper, lowers, err := overlayOf(cfg.Rootfs, st.LayersDir())
 	if err != nil {
 		return nil, err
@@ -54,7 +54,6 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 	switch {
 	case upper != "":
 		o.Changes = diff.Overlay{Upper: upper, Lowers: lowers}
-		o.Diff = diff.Merged{Upper: upper, Lowers: lowers}
 		if r.Base != "" {
 			if o.Base, err = st.Lookup(r.Base); err != nil {
 				return nil, fmt.Errorf("base %w", err)
@@ -65,11 +64,11 @@ func (r Runc) Open(ctx context.Context, st *store.Store) (*commit.Opened, error)
 	case r.Base == "":
 		return nil, fmt.Errorf("rootfs %s is not an overlay: %w", cfg.Rootfs, ErrNeedBase)
 	default:
-		d, err := commit.Dir{Root: cfg.Rootfs, Base: r.Base}.Open(ctx, st)
+		d, err := sourcing.Dir{Root: cfg.Rootfs, Base: r.Base}.Open(ctx, st)
 		if err != nil {
 			return nil, err
 		}
-		o.Changes, o.Base, o.Whole = d.Changes, d.Base, d.Whole
+		o.Changes, o.Base = d.Changes, d.Base
 	}
 	status, err := c.Status()
 	if err != nil {

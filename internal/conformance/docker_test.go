@@ -86,7 +86,7 @@ func requireDocker(t *testing.T) {
 	}
 }
 
-func snapLayer(t *testing.T, src diff.Source) []byte {
+func snapLayer(t *testing.T, src diff.Walker) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := diff.WriteLayer(context.Background(), &buf, src, diff.Options{}); err != nil {
@@ -125,7 +125,7 @@ func TestDockerConformance(t *testing.T) {
 			if empty {
 				// docker stores no layer for an empty commit; snap's layer
 				// must then be the empty tar, whose diffID marks it empty.
-				for _, src := range []diff.Source{diff.Overlay{Upper: c.Upper}, rootfsOf(t, c)} {
+				for _, src := range []diff.Walker{diff.Overlay{Upper: c.Upper}, rootfsOf(t, c)} {
 					res, err := diff.WriteLayer(context.Background(), io.Discard, src, diff.Options{})
 					if err != nil {
 						t.Fatal(err)

@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -60,4 +61,20 @@ func missing(t testing.TB, what string) {
 // line a skip gets.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// Deps lists the packages pkg (a directory, as go list takes it) imports,
+// directly or not, itself included: for tests that hold the layering.
+func Deps(t testing.TB, pkg string) []string {
+	t.Helper()
+	goCmd := Tool(t, "go")
+	out, err := exec.Command(goCmd, "list", "-deps", pkg).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list %s: %v: %s", pkg, err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	return strings.Fields(string(out))
 }

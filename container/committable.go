@@ -13,21 +13,22 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
-	"snap/commit"
 	"snap/diff"
+	"snap/sourcing"
 	"snap/store"
 )
 
-// Source commits one of snap's own containers: its upper dir, against its
-// init layer and image; frozen (cgroup freezer) while it is walked.
-type Source struct {
+// Committable is one of snap's own containers as a commit reads it: its
+// upper dir, against its init layer and image; frozen (cgroup freezer)
+// while it is walked. Its walker is a sourcing.Merger.
+type Committable struct {
 	Name  string
 	Pause bool
 }
 
-func (s Source) String() string { return s.Name }
+func (s Committable) String() string { return s.Name }
 
-func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, error) {
+func (s Committable) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, error) {
 	m := New(st)
 	meta, err := m.Get(s.Name)
 	if err != nil {
@@ -61,9 +62,8 @@ func (s Source) Open(ctx context.Context, st *store.Store) (*commit.Opened, erro
 		cmd = cmd[len(ep):]
 	}
 	cfg.Entrypoint, cfg.Cmd = nilIfEmpty(ep), nilIfEmpty(cmd)
-	o := &commit.Opened{
+	o := &sourcing.Opened{
 		Changes:   diff.Overlay{Upper: m.Upper(meta.ID), Lowers: lowers},
-		Diff:      diff.Merged{Upper: m.Upper(meta.ID), Lowers: lowers},
 		Base:      img,
 		CreatedBy: strings.Join(cfg.Cmd, " "), // docker's: the Cmd alone
 		Config:    &cfg,
