@@ -189,24 +189,9 @@ func (v *imageFS) close() {
 func (v *imageFS) lstat(rel string) (fs.FileInfo, int, error) {
 	parts := strings.Split(rel, "/")
 	for i, r := range v.roots {
-		present, last := true, false
-		for n := 1; n < len(parts); n++ {
-			a := strings.Join(parts[:n], "/")
-			fi, err := r.Lstat(a)
-			if errors.Is(err, fs.ErrNotExist) {
-				present = false
-				break
-			}
-			if err != nil {
-				return nil, 0, err
-			}
-			if !fi.IsDir() { // a whiteout, a file or a symlink ends the lower dirs' part
-				present, last = false, true
-				break
-			}
-			if opaque(path.Join(v.dirs[i], a)) {
-				last = true
-			}
+		present, last, err := v.parents(i, parts)
+		if err != nil {
+			return nil, 0, err
 		}
 		if present {
 			fi, err := r.Lstat(rel)
@@ -225,6 +210,31 @@ func (v *imageFS) lstat(rel string) (fs.FileInfo, int, error) {
 		}
 	}
 	return nil, 0, fs.ErrNotExist
+}
+
+// parents walks rel's parent directories (parts, rel split at "/") in
+// layer i: present is whether they are all directories there, so that
+// rel itself may be; last is whether layer i hides the layers below it
+// on that path (an opaque parent, or a parent that is no directory).
+func (v *imageFS) parents(i int, parts []string) (present, last bool, err error) {
+	present = true
+	for n := 1; n < len(parts); n++ {
+		a := strings.Join(parts[:n], "/")
+		fi, err := v.roots[i].Lstat(a)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, last, nil
+		}
+		if err != nil {
+			return false, false, err
+		}
+		if !fi.IsDir() { // a whiteout, a file or a symlink ends the lower dirs' part
+			return false, true, nil
+		}
+		if opaque(path.Join(v.dirs[i], a)) {
+			last = true
+		}
+	}
+	return present, last, nil
 }
 
 func isWhiteout(fi fs.FileInfo) bool {

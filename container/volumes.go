@@ -427,24 +427,9 @@ func (v *imageFS) dirLayers(rel string) ([]int, error) {
 	parts := strings.Split(rel, "/")
 	var out []int
 	for i, r := range v.roots {
-		present, last := true, false
-		for n := 1; n < len(parts); n++ {
-			a := strings.Join(parts[:n], "/")
-			fi, err := r.Lstat(a)
-			if errors.Is(err, fs.ErrNotExist) {
-				present = false
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			if !fi.IsDir() {
-				present, last = false, true
-				break
-			}
-			if opaque(path.Join(v.dirs[i], a)) {
-				last = true
-			}
+		present, last, err := v.parents(i, parts)
+		if err != nil {
+			return nil, err
 		}
 		if present {
 			fi, err := r.Lstat(rel)
