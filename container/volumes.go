@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snap/diff"
+	"snap/internal/fdpath"
 )
 
 // AnonVolume is one of a container's anonymous volumes, docker's for an
@@ -250,7 +251,7 @@ func (c *copier) dir(src []layerDir, path string, dst *os.File, rel string) erro
 			}
 			continue
 		case unix.S_IFLNK:
-			target, err := readlinkat(int(from.f.Fd()), name)
+			target, err := fdpath.Readlink(int(from.f.Fd()), name)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
@@ -405,19 +406,6 @@ func openDirNoFollow(dfd int, name string) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), name), nil
-}
-
-func readlinkat(fd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(fd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-	}
 }
 
 // dirLayers are the layers, top-most first, whose copies of the merged

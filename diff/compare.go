@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"snap/internal/fdpath"
 )
 
 // verdict is what comparing an entry with the lower one found, with what
@@ -64,7 +66,7 @@ func compareMeta(d *dir, name string, info fs.FileInfo, le *lowerEntry, links bo
 			return v, err
 		}
 		v.linkKnown = true
-		t2, err := readlinkat(le.dir.fd, le.name)
+		t2, err := fdpath.Readlink(le.dir.fd, le.name)
 		if err != nil {
 			return v, &fs.PathError{Op: "readlink", Path: le.abs, Err: err}
 		}

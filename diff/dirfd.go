@@ -16,6 +16,8 @@ import (
 
 	archive "github.com/moby/go-archive"
 	"golang.org/x/sys/unix"
+
+	"snap/internal/fdpath"
 )
 
 // A walk asks the kernel two things about every file, its stat and its xattr
@@ -247,7 +249,7 @@ func (d *dir) getxattrat(name, key string, buf []byte) (int, error) {
 // readlink reads the target of the symlink name. EINVAL (not a symlink)
 // means the entry was replaced since it was listed.
 func (d *dir) readlink(name string) (string, error) {
-	t, err := readlinkat(d.fd, name)
+	t, err := fdpath.Readlink(d.fd, name)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 		err = changedErr(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"snap/internal/fdpath"
 )
 
 // The tree being committed is hostile: a container that is not paused (or
@@ -256,7 +258,7 @@ func (t *tree) readlink(rel string, saw *syscall.Stat_t) (string, error) {
 		return "", err
 	}
 	defer unix.Close(fd)
-	target, err := readlinkat(fd, "")
+	target, err := fdpath.Readlink(fd, "")
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 		err = changedErr(err) // no longer a symlink
 	}
@@ -276,17 +278,4 @@ func (t *tree) xattrs(rel string) (map[string]string, error) {
 	defer d.close()
 	layer, _, err := d.xattrs(name)
 	return layer, err
-}
-
-func readlinkat(fd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(fd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-	}
 }
