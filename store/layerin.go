@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -186,4 +188,76 @@ func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor
 	// tar headers from them.
 	l.Annotations = scan.annotate(l.Annotations)
 	return l, nil
+}
+
+// AddLayerBlob stores a layer blob read from r as it is (a registry's), the
+// way an OCI archive's layers are stored: r must be exactly l's bytes (digest
+// and size) and, decompressed, the layer diffID; otherwise nothing is kept.
+// The returned descriptor has the media type the bytes are and the sizes
+// history and save need. The caller holds a Lease until an image reaches
+// the blob.
+func (s *Store) AddLayerBlob(ctx context.Context, r io.Reader, l ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
+	if err := ValidateDigest(diffID); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("layer diffID: %w", err)
+	}
+	return s.copyLayer(ctx, r, l, diffID)
+}
+
+// HasBlob reports whether the store holds the blob d (its content is
+// checked when it is read).
+func (s *Store) HasBlob(d digest.Digest) bool {
+	p, err := s.BlobPath(d)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(p)
+	return err == nil
+}
+
+// LayerDescriptor is the descriptor an image of this store gives the layer
+// blob d (with diffID), annotated with its sizes: taken from an image that
+// has it, else measured by reading the blob, which is then checked against
+// d and diffID.
+func (s *Store) LayerDescriptor(ctx context.Context, d, diffID digest.Digest) (ocispec.Descriptor, error) {
+	if imgs, err := s.Images(); err == nil {
+		for _, img := range imgs {
+			if img.Err != nil {
+				continue
+			}
+			for i, l := range img.Manifest.Layers {
+				if l.Digest == d && i < len(img.Config.RootFS.DiffIDs) && img.Config.RootFS.DiffIDs[i] == diffID &&
+					l.Annotations[AnnotationUncompressedSize] != "" {
+					return l, nil
+				}
+			}
+		}
+	}
+	rc, err := s.OpenBlob(d)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer rc.Close()
+	fi, err := os.Stat(filepath.Join(s.blobDir(), d.Encoded()))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	br := bufio.NewReader(ctxReader{ctx, rc})
+	magic, _ := br.Peek(10)
+	c := compression.Detect(magic)
+	dec, err := compression.NewReader(br)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
+	}
+	scan, err := scanTar(dec)
+	dec.Close()
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil { // to the end, where the digest is checked
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
+	}
+	if err := checkDiffID(scan.diffID, diffID); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
+	}
+	return ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: fi.Size(), Annotations: scan.annotate(nil)}, nil
 }

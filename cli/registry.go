@@ -1,0 +1,239 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"snap/compression"
+	"snap/progress"
+	"snap/registry"
+	"snap/store"
+)
+
+// registryFlags are the flags of every command that talks to a registry.
+func registryFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "need TLS with a verified certificate (loopback registries may be plain HTTP)"},
+		&cli.StringFlag{Name: "cert-dir", Value: registry.DefaultCertsDir, Usage: "`DIR` with a HOST:PORT directory of CA certificates (*.crt) per registry"},
+	}
+}
+
+func registryOptions(c *cli.Context) registry.Options {
+	return registry.Options{
+		Insecure:  !c.Bool("tls-verify"),
+		CertsDir:  c.String("cert-dir"),
+		UserAgent: "snap/" + BuildVersion().Version,
+	}
+}
+
+func pullCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pull",
+		Usage:     "pull an image from a registry",
+		UsageText: "snap pull [-q] [--platform OS/ARCH[/VARIANT]] [--tls-verify=false] [--cert-dir DIR] NAME[:TAG|@DIGEST]",
+		Flags: append(registryFlags(),
+			&cli.StringFlag{Name: "platform", Usage: "the `OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the image reference"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("pull needs NAME[:TAG|@DIGEST]")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			opts := registryOptions(c)
+			opts.Platform = c.String("platform")
+			quiet := c.Bool("quiet")
+			ref := c.Args().First()
+			if !quiet && !strings.ContainsAny(lastComponent(ref), ":@") {
+				fmt.Fprintln(c.App.Writer, "Using default tag: latest")
+			}
+			return pull(c, st, ref, opts, quiet)
+		},
+	}
+}
+
+// lastComponent is what follows a reference's last '/'.
+func lastComponent(ref string) string {
+	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
+		return ref[i+1:]
+	}
+	return ref
+}
+
+func pull(c *cli.Context, st *store.Store, ref string, opts registry.Options, quiet bool) error {
+	var bar *transferView
+	if !quiet {
+		bar = newTransferView(c.App.Writer)
+		opts.Progress = bar
+	}
+	p, err := registry.Pull(c.Context, st, ref, opts)
+	bar.close()
+	if err != nil {
+		return err
+	}
+	if !quiet {
+		fmt.Fprintf(c.App.Writer, "Digest: %s\n", p.Digest)
+		status := "Image is up to date for "
+		if p.Downloaded > 0 {
+			status = "Downloaded newer image for "
+		}
+		fmt.Fprintf(c.App.Writer, "Status: %s%s\n", status, p.Image.Name())
+	}
+	_, err = fmt.Fprintln(c.App.Writer, p.Reference.Name())
+	return err
+}
+
+func pushCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "push",
+		Usage:     "push an image to a registry",
+		UsageText: "snap push [-q] [--compression gzip|zstd] [--tls-verify=false] [--cert-dir DIR] IMAGE [NAME[:TAG]]",
+		Flags: append(registryFlags(),
+			&cli.StringFlag{Name: "compression", Value: "gzip", Usage: "compress layers stored uncompressed as gzip or zstd on the way out"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the pushed reference and digest"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return usagef("push needs IMAGE [NAME[:TAG]]")
+			}
+			opts := registryOptions(c)
+			comp, err := compression.Parse(c.String("compression"))
+			if err != nil || comp == compression.None {
+				return usagef("--compression %q: want gzip or zstd", c.String("compression"))
+			}
+			opts.Compression = comp
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			return push(c, st, c.Args().First(), c.Args().Get(1), opts, c.Bool("quiet"))
+		},
+	}
+}
+
+func push(c *cli.Context, st *store.Store, image, ref string, opts registry.Options, quiet bool) error {
+	dest := ref
+	if dest == "" {
+		dest = image
+	}
+	var bar *transferView
+	if !quiet {
+		if r, err := registry.ParseReference(dest, opts); err == nil {
+			fmt.Fprintf(c.App.Writer, "The push refers to repository [%s]\n", r.Context().Name())
+		}
+		bar = newTransferView(c.App.Writer)
+		opts.Progress = bar
+	}
+	p, err := registry.Push(c.Context, st, image, ref, opts)
+	bar.close()
+	if err != nil {
+		return err
+	}
+	if quiet {
+		_, err = fmt.Fprintf(c.App.Writer, "%s@%s\n", p.Reference.Context().Name(), p.Digest)
+		return err
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%s: digest: %s size: %d\n", p.Reference.Identifier(), p.Digest, p.Size)
+	return err
+}
+
+func loginCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "login",
+		Usage:     "log in to a registry (credentials kept as docker keeps them)",
+		UsageText: "snap login [-u USER] [-p PASSWORD | --password-stdin] [--tls-verify=false] [--cert-dir DIR] [REGISTRY]",
+		Flags: append(registryFlags(),
+			&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "user name"},
+			&cli.StringFlag{Name: "password", Aliases: []string{"p"}, Usage: "password (visible to other users: prefer --password-stdin)"},
+			&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from standard input"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usagef("login takes at most one REGISTRY")
+			}
+			user, password := c.String("username"), c.String("password")
+			if c.Bool("password-stdin") {
+				if c.IsSet("password") {
+					return usagef("--password and --password-stdin are mutually exclusive")
+				}
+				if user == "" {
+					return usagef("--password-stdin needs --username")
+				}
+				p, err := readPassword(os.Stdin)
+				if err != nil {
+					return fmt.Errorf("login: reading the password: %w", err)
+				}
+				password = p
+			}
+			if user == "" || password == "" {
+				return usagef("login needs --username and a password (--password-stdin)")
+			}
+			reg := c.Args().First()
+			if err := registry.Login(c.Context, reg, user, password, registryOptions(c)); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(c.App.Writer, "Login Succeeded")
+			return err
+		},
+	}
+}
+
+// readPassword reads one line, as docker's --password-stdin does (the
+// trailing newline, and a \r before it, are not part of the password).
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 64<<10)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+}
+
+func logoutCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "logout",
+		Usage:     "forget a registry's credentials",
+		UsageText: "snap logout [REGISTRY]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usagef("logout takes at most one REGISTRY")
+			}
+			reg := c.Args().First()
+			had, err := registry.Logout(reg)
+			if err != nil {
+				return err
+			}
+			if reg == "" {
+				reg = "docker.io"
+			}
+			if !had {
+				_, err = fmt.Fprintf(c.App.Writer, "Not logged in to %s\n", reg)
+				return err
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "Removing login credentials for %s\n", reg)
+			return err
+		},
+	}
+}
+
+// transferView shows a pull's or a push's per-layer progress on a
+// terminal and nothing otherwise.
+type transferView struct{ w io.Writer }
+
+func newTransferView(w io.Writer) *transferView { return &transferView{w: w} }
+
+func (v *transferView) Update(progress.Event) {}
+
+func (v *transferView) close() {
+	if v == nil {
+		return
+	}
+}

@@ -1,0 +1,141 @@
+package registry
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// newTransport is the HTTP transport for registry reg: TLS that trusts the
+// system's CAs and those in CertsDir/reg, with reg's client certificate if
+// it has one, and no plain HTTP (nor unverified TLS) except where docker
+// allows it.
+func newTransport(reg string, opts Options) (http.RoundTripper, error) {
+	base := remote.DefaultTransport.(*http.Transport).Clone()
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.Insecure {
+		cfg.InsecureSkipVerify = true //nolint:gosec // the user asked: docker's insecure-registries
+	} else if err := loadCerts(cfg, opts.certsDir(), reg); err != nil {
+		return nil, err
+	}
+	base.TLSClientConfig = cfg
+	return &guard{next: base, allowHTTP: insecureOK(reg, opts)}, nil
+}
+
+func (o Options) certsDir() string {
+	if o.CertsDir == "" {
+		return DefaultCertsDir
+	}
+	return o.CertsDir
+}
+
+// loadCerts reads docker's certs.d layout for reg: *.crt are CAs added to
+// the system's, NAME.cert with NAME.key a client certificate. A missing
+// directory is no error; a file that is not what its name says is.
+func loadCerts(cfg *tls.Config, dir, reg string) error {
+	// The registry name becomes a path: it was parsed as a host[:port],
+	// which holds no '/', but a ".." host must not climb out either.
+	if reg == "" || strings.ContainsAny(reg, `/\`) || reg == "." || reg == ".." {
+		return fmt.Errorf("registry %q: %w", reg, ErrReference)
+	}
+	d := filepath.Join(dir, reg)
+	entries, err := os.ReadDir(d)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("registry %s: certificates: %w", reg, err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(d, e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".crt"):
+			pem, err := readSmall(p)
+			if err != nil {
+				return fmt.Errorf("registry %s: CA %s: %w", reg, p, err)
+			}
+			if cfg.RootCAs == nil {
+				if cfg.RootCAs, err = x509.SystemCertPool(); err != nil || cfg.RootCAs == nil {
+					cfg.RootCAs = x509.NewCertPool()
+				}
+			}
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("registry %s: CA %s: no PEM certificate in it", reg, p)
+			}
+		case strings.HasSuffix(e.Name(), ".cert"):
+			key := strings.TrimSuffix(p, ".cert") + ".key"
+			pair, err := tls.LoadX509KeyPair(p, key)
+			if err != nil {
+				return fmt.Errorf("registry %s: client certificate %s: %w", reg, p, err)
+			}
+			cfg.Certificates = append(cfg.Certificates, pair)
+		}
+	}
+	return nil
+}
+
+// readSmall reads a regular file of at most 1 MiB (a FIFO or a device
+// planted in certs.d must not hang or flood the client).
+func readSmall(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	if fi.Size() > 1<<20 {
+		return nil, fmt.Errorf("larger than 1 MiB")
+	}
+	b := make([]byte, fi.Size())
+	_, err = f.ReadAt(b, 0)
+	return b, err
+}
+
+// guard refuses plain HTTP to registries where docker refuses it:
+// go-containerregistry falls back to http for RFC 1918 addresses too, and
+// docker only for loopback (or insecure-registries).
+type guard struct {
+	next      http.RoundTripper
+	allowHTTP bool
+}
+
+func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme == "http" && !g.allowHTTP {
+		return nil, fmt.Errorf("registry %s: %w (refusing plain HTTP)", r.URL.Host, ErrInsecure)
+	}
+	return g.next.RoundTrip(r)
+}
+
+// statusCode is the HTTP status of a registry's error answer, 0 if err is
+// none.
+func statusCode(err error) int {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode
+	}
+	return 0
+}
+
+func hostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm" {
+		p.Variant = "v7" // as docker asks on arm; arm64's v8 is often left out
+	}
+	return p
+}
