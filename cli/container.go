@@ -76,10 +76,14 @@ func createContainer(c *cli.Context) (*container.Manager, *container.Meta, error
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := manager(c)
+	st, err := openStore(c)
 	if err != nil {
 		return nil, nil, err
 	}
+	if _, err := ensureImage(c, st, o.Image); err != nil {
+		return nil, nil, err
+	}
+	m := container.New(st)
 	meta, err := m.Create(o)
 	return m, meta, err
 }

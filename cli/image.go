@@ -78,17 +78,21 @@ func commitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "commit",
 		Usage:     "create a new image from a container's changes",
-		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [--base IMAGE] [--squash] [--iidfile FILE] CONTAINER [REPO[:TAG]] [--to-docker]",
-		Flags: append(commitFlags(),
+		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [--base IMAGE] [--squash] [--iidfile FILE] [--push] CONTAINER [REPO[:TAG]] [--to-docker]",
+		Flags: append(append(commitFlags(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// rootfs was made from"},
 			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
 			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause the container during the commit"},
 			&cli.BoolFlag{Name: "to-docker", Usage: "also load the new image into the docker engine"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`, for runc:// containers"},
-		),
+			&cli.BoolFlag{Name: "push", Usage: "push the new image to its REPO's registry when the commit lands"},
+		), registryFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 || c.NArg() > 2 {
 				return usagef("commit needs CONTAINER [REPO[:TAG]]")
+			}
+			if c.Bool("push") && c.NArg() < 2 {
+				return usagef("commit --push needs REPO[:TAG] to push to")
 			}
 			opts, err := commitOptions(c)
 			if err != nil {
@@ -103,12 +107,26 @@ func commitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if base := c.String("base"); base != "" {
+				if _, err := ensureImage(c, st, base); err != nil {
+					return err
+				}
+			}
 			if isTerminal(c.App.ErrWriter) {
 				opts.Progress = c.App.ErrWriter
 			}
 			img, err := commit.Commit(c.Context, st, src, opts)
 			if err != nil {
 				return err
+			}
+			if c.Bool("push") {
+				// The image ID stays the one line on stdout, as without
+				// --push: what the push says goes to stderr.
+				pc := *c
+				pc.App = &cli.App{Writer: c.App.ErrWriter, ErrWriter: c.App.ErrWriter}
+				if err := push(&pc, st, img.Tags[0], "", registryOptions(c), false); err != nil {
+					return fmt.Errorf("commit: the image %s is stored, but: %w", img.ID, err)
+				}
 			}
 			if c.Bool("to-docker") {
 				eng, err := source.NewEngine(dockerHost())

@@ -26,7 +26,7 @@ func registryFlags() []cli.Flag {
 
 func registryOptions(c *cli.Context) registry.Options {
 	return registry.Options{
-		Insecure:  !c.Bool("tls-verify"),
+		Insecure:  c.IsSet("tls-verify") && !c.Bool("tls-verify"),
 		CertsDir:  c.String("cert-dir"),
 		UserAgent: "snap/" + BuildVersion().Version,
 	}
@@ -236,4 +236,17 @@ func (v *transferView) close() {
 	if v == nil {
 		return
 	}
+}
+
+// ensureImage is the store's image name, pulled first, as docker run pulls
+// a missing image, when the store lacks it and name names a registry.
+func ensureImage(c *cli.Context, st *store.Store, name string) (*store.Image, error) {
+	opts := registryOptions(c)
+	view := newTransferView(c.App.ErrWriter)
+	opts.Progress = view
+	img, err := registry.Ensure(c.Context, st, name, opts, func() {
+		fmt.Fprintf(c.App.ErrWriter, "Unable to find image '%s' locally\n", name)
+	})
+	view.close()
+	return img, err
 }
