@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/types"
@@ -62,7 +63,7 @@ func Login(ctx context.Context, registry, user, password string, opts Options) e
 	if err := checkLogin(ctx, reg, user, password, opts); err != nil {
 		return fmt.Errorf("login %s: %w", reg.RegistryStr(), err)
 	}
-	cf, err := config.Load(config.Dir())
+	cf, err := config.Load(configDir())
 	if err != nil {
 		return fmt.Errorf("login %s: docker config: %w", reg.RegistryStr(), err)
 	}
@@ -107,7 +108,7 @@ func Logout(registry string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("logout %s: %w", registry, err)
 	}
-	cf, err := config.Load(config.Dir())
+	cf, err := config.Load(configDir())
 	if err != nil {
 		return false, fmt.Errorf("logout %s: docker config: %w", reg.RegistryStr(), err)
 	}
@@ -120,4 +121,13 @@ func Logout(registry string) (bool, error) {
 		return false, fmt.Errorf("logout %s: %w", reg.RegistryStr(), err)
 	}
 	return true, nil
+}
+
+// configDir is docker's config directory, read again on each call (the
+// docker/cli package reads $DOCKER_CONFIG once per process).
+func configDir() string {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return d
+	}
+	return config.Dir()
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -98,6 +99,10 @@ func (o Options) keychain() authn.Keychain {
 func ParseReference(s string, opts Options) (name.Reference, error) {
 	if s == "" || strings.TrimSpace(s) != s {
 		return nil, fmt.Errorf("reference %q: %w", s, ErrReference)
+	}
+	// docker's grammar first: go-containerregistry takes "a/../b".
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return nil, fmt.Errorf("reference %q: %w: %v", s, ErrReference, err)
 	}
 	ref, err := name.ParseReference(s, name.StrictValidation, name.WithDefaultTag("latest"))
 	if err != nil {

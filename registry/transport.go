@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -87,7 +88,8 @@ func loadCerts(cfg *tls.Config, dir, reg string) error {
 // readSmall reads a regular file of at most 1 MiB (a FIFO or a device
 // planted in certs.d must not hang or flood the client).
 func readSmall(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
