@@ -479,6 +479,3 @@ func TestLoginLogout(t *testing.T) {
 		t.Errorf("second logout: %v %v", had, err)
 	}
 }
-
-
-
