@@ -51,12 +51,7 @@ func pullCommand() *cli.Command {
 			}
 			opts := registryOptions(c)
 			opts.Platform = c.String("platform")
-			quiet := c.Bool("quiet")
-			ref := c.Args().First()
-			if !quiet && !strings.ContainsAny(lastComponent(ref), ":@") {
-				fmt.Fprintln(c.App.Writer, "Using default tag: latest")
-			}
-			return pull(c, st, ref, opts, quiet)
+			return pull(c, st, c.Args().First(), opts, c.Bool("quiet"))
 		},
 	}
 }
@@ -70,24 +65,26 @@ func lastComponent(ref string) string {
 }
 
 func pull(c *cli.Context, st *store.Store, ref string, opts registry.Options, quiet bool) error {
-	var bar *transferView
-	if !quiet {
-		bar = newTransferView(c.App.Writer)
-		opts.Progress = bar
+	tr := newTransfer(c.App.Writer, quiet)
+	defer tr.close()
+	if !strings.ContainsAny(lastComponent(ref), ":@") {
+		tr.say("Using default tag: latest")
 	}
+	if r, err := registry.ParseReference(ref, opts); err == nil {
+		tr.say("%s: Pulling from %s", r.Identifier(), r.Context().RepositoryStr())
+	}
+	opts.Progress = tr.d
 	p, err := registry.Pull(c.Context, st, ref, opts)
-	bar.close()
 	if err != nil {
 		return err
 	}
-	if !quiet {
-		fmt.Fprintf(c.App.Writer, "Digest: %s\n", p.Digest)
-		status := "Image is up to date for "
-		if p.Downloaded > 0 {
-			status = "Downloaded newer image for "
-		}
-		fmt.Fprintf(c.App.Writer, "Status: %s%s\n", status, p.Image.Name())
+	tr.say("Digest: %s", p.Digest)
+	status := "Image is up to date for "
+	if p.Downloaded > 0 {
+		status = "Downloaded newer image for "
 	}
+	tr.say("Status: %s%s", status, p.Image.Name())
+	tr.close()
 	_, err = fmt.Fprintln(c.App.Writer, p.Reference.Name())
 	return err
 }
@@ -125,19 +122,17 @@ func push(c *cli.Context, st *store.Store, image, ref string, opts registry.Opti
 	if dest == "" {
 		dest = image
 	}
-	var bar *transferView
-	if !quiet {
-		if r, err := registry.ParseReference(dest, opts); err == nil {
-			fmt.Fprintf(c.App.Writer, "The push refers to repository [%s]\n", r.Context().Name())
-		}
-		bar = newTransferView(c.App.Writer)
-		opts.Progress = bar
+	tr := newTransfer(c.App.Writer, quiet)
+	defer tr.close()
+	if r, err := registry.ParseReference(dest, opts); err == nil {
+		tr.say("The push refers to repository [%s]", r.Context().Name())
 	}
+	opts.Progress = tr.d
 	p, err := registry.Push(c.Context, st, image, ref, opts)
-	bar.close()
 	if err != nil {
 		return err
 	}
+	tr.close()
 	if quiet {
 		_, err = fmt.Fprintf(c.App.Writer, "%s@%s\n", p.Reference.Context().Name(), p.Digest)
 		return err
@@ -224,29 +219,46 @@ func logoutCommand() *cli.Command {
 	}
 }
 
-// transferView shows a pull's or a push's per-layer progress on a
-// terminal and nothing otherwise.
-type transferView struct{ w io.Writer }
+// transfer is what a pull or a push shows: per-layer progress on a
+// terminal (docker's lines, redrawn in place) and its message lines; piped,
+// only the message lines; quiet, nothing.
+type transfer struct {
+	w     io.Writer
+	d     progress.Display
+	term  bool
+	quiet bool
+}
 
-func newTransferView(w io.Writer) *transferView { return &transferView{w: w} }
+func newTransfer(w io.Writer, quiet bool) *transfer {
+	t := &transfer{w: w, d: progress.Discard.(progress.Display), quiet: quiet}
+	if !quiet {
+		t.d = progress.For(w)
+		_, t.term = t.d.(*progress.Terminal)
+	}
+	return t
+}
 
-func (v *transferView) Update(progress.Event) {}
-
-func (v *transferView) close() {
-	if v == nil {
-		return
+// say prints a message line, between the progress lines on a terminal.
+func (t *transfer) say(format string, a ...any) {
+	switch {
+	case t.quiet:
+	case t.term:
+		t.d.Line(fmt.Sprintf(format, a...))
+	default:
+		fmt.Fprintf(t.w, format+"\n", a...)
 	}
 }
+
+func (t *transfer) close() { t.d.Close() }
 
 // ensureImage is the store's image name, pulled first, as docker run pulls
 // a missing image, when the store lacks it and name names a registry.
 func ensureImage(c *cli.Context, st *store.Store, name string) (*store.Image, error) {
 	opts := registryOptions(c)
-	view := newTransferView(c.App.ErrWriter)
-	opts.Progress = view
-	img, err := registry.Ensure(c.Context, st, name, opts, func() {
-		fmt.Fprintf(c.App.ErrWriter, "Unable to find image '%s' locally\n", name)
+	tr := newTransfer(c.App.ErrWriter, false)
+	defer tr.close()
+	opts.Progress = tr.d
+	return registry.Ensure(c.Context, st, name, opts, func() {
+		tr.say("Unable to find image '%s' locally", name)
 	})
-	view.close()
-	return img, err
 }
