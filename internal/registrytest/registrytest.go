@@ -8,6 +8,7 @@ package registrytest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -208,6 +209,11 @@ func (r *Registry) start() error {
 		return err
 	}
 	defer log.Close()
+	fi, err := log.Stat()
+	if err != nil {
+		return err
+	}
+	logStart := fi.Size()
 	fmt.Fprintf(log, "### registrytest: %s serve %s on %s\n", r.bin, r.config, r.Host)
 	cmd := exec.Command(r.bin, "serve", r.config)
 	cmd.Dir = r.Dir
@@ -225,21 +231,48 @@ func (r *Registry) start() error {
 	r.cmd, r.exited = cmd, exited
 	r.mu.Unlock()
 
+	// A probe ends when the registry exits: it may have lost the port to
+	// another process, which then holds our probe.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	since := func() string {
+		if l := r.Log(); int64(len(l)) > logStart {
+			return l[logStart:]
+		}
+		return ""
+	}
 	client := &http.Client{Transport: r.Transport(), Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(startTimeout)
 	for {
+		req, err := http.NewRequestWithContext(ctx, "GET", r.URL("/v2/"), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
 		select {
 		case <-exited:
-			if strings.Contains(r.Log(), "address already in use") {
+			if strings.Contains(since(), "address already in use") {
 				return fmt.Errorf("registry on %s: %w", r.Host, errAddrInUse)
 			}
 			return fmt.Errorf("registry on %s exited: %v", r.Host, cmd.ProcessState)
 		default:
 		}
-		resp, err := client.Get(r.URL("/v2/"))
 		if err == nil {
 			resp.Body.Close()
+			// Our registry logs the probe before it answers; a registry
+			// that does not is another process's, on our port.
+			if !strings.Contains(since(), `"GET /v2/ HTTP/`) {
+				r.Kill()
+				return fmt.Errorf("registry on %s: another process answers there: %w", r.Host, errAddrInUse)
+			}
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
@@ -296,8 +329,17 @@ func (r *Registry) signal(sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
-	<-exited
+	select {
+	case <-exited:
+	case <-time.After(stopTimeout):
+		cmd.Process.Kill()
+		<-exited
+	}
 }
+
+// stopTimeout is how long a stopping registry may take before it is
+// killed; it stops at once, so this only ends a hang.
+const stopTimeout = 10 * time.Second
 
 // syncPrefix starts the path of Requests' own requests; no registry route
 // has it, so they get 404 and match no pattern a test asks about under /v2/.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -437,5 +438,57 @@ func TestParseAccessLog(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("parseAccessLog:\n got %v\nwant %v", got, want)
+	}
+}
+
+// recorder is a testing.TB that records a Fatalf instead of ending the
+// test.
+type recorder struct {
+	testing.TB
+	failed bool
+	msg    string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed, r.msg = true, fmt.Sprintf(format, args...)
+}
+
+// TestRestartOnATakenPortFails: when another process took the port while
+// the registry was down, Restart fails at once and says why.
+func TestRestartOnATakenPortFails(t *testing.T) {
+	r := Start(t, Options{})
+	r.Kill()
+	l, err := net.Listen("tcp", r.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec := &recorder{TB: t}
+	r.Restart(rec)
+	if !rec.failed || !strings.Contains(rec.msg, "address in use") {
+		t.Errorf("Restart on a taken port: failed %v, %q", rec.failed, rec.msg)
+	}
+}
+
+// TestRestartDoesNotTakeAnotherRegistry: when another registry took the
+// port and answers /v2/, Restart must not mistake it for ours.
+func TestRestartDoesNotTakeAnotherRegistry(t *testing.T) {
+	r := Start(t, Options{})
+	r.Kill()
+	l, err := net.Listen("tcp", r.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+		w.Write([]byte("{}"))
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	rec := &recorder{TB: t}
+	r.Restart(rec)
+	if !rec.failed || !strings.Contains(rec.msg, "address in use") {
+		t.Errorf("Restart with another registry on the port: failed %v, %q", rec.failed, rec.msg)
 	}
 }
