@@ -5,6 +5,7 @@ import (
 
 	"snap/commit"
 	"snap/diff"
+	"snap/registry"
 	"snap/source"
 )
 
@@ -17,6 +18,8 @@ var hints = []struct {
 	{diff.ErrUpperIncomplete, "use --rootfs with the merged dir instead"},
 	{commit.ErrNoWhole, "--squash needs a source that gives its whole filesystem"},
 	{source.ErrNeedBase, "give --base IMAGE"},
+	{registry.ErrCertificate, "put the registry's CA in " + registry.DefaultCertsDir + "/HOST:PORT/ca.crt (or --cert-dir), or give --tls-verify=false"},
+	{registry.ErrInsecure, "give --tls-verify=false to allow it"},
 }
 
 // withHint returns err with the CLI's hint for it, if it has one.

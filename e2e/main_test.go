@@ -70,6 +70,7 @@ type env struct {
 	t    *testing.T
 	dir  string
 	root string
+	vars []string // more environment for snap (DOCKER_CONFIG)
 }
 
 // newEnv makes a fresh store holding base:1, imported from the busybox
@@ -97,7 +98,7 @@ func (e *env) on(t *testing.T) *env {
 }
 
 func (e *env) environ() []string {
-	return append(os.Environ(), "SNAP_ROOT="+e.root, "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+	return append(append(os.Environ(), "SNAP_ROOT="+e.root, "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH")), e.vars...)
 }
 
 // snap runs the binary and returns its stdout, stderr and exit code.

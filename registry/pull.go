@@ -267,7 +267,7 @@ func pullLayer(ctx context.Context, st *store.Store, img v1.Image, l v1.Descript
 		}
 		return ocispec.Descriptor{}, false, classify(err)
 	}
-	sink.Update(progress.Event{ID: id, Status: "Pull complete", Current: l.Size, Total: l.Size})
+	sink.Update(progress.Event{ID: id, Status: "Pull complete"})
 	return desc, true, nil
 }
 

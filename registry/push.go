@@ -244,7 +244,7 @@ func pushLayers(ctx context.Context, st *store.Store, jobs int, pusher *remote.P
 			}
 			if l.opened.Load() {
 				sent.Add(1)
-				sink.Update(progress.Event{ID: l.id(), Status: "Pushed", Current: l.desc.Size, Total: l.desc.Size})
+				sink.Update(progress.Event{ID: l.id(), Status: "Pushed"})
 			} else {
 				mountedN.Add(1)
 				sink.Update(progress.Event{ID: l.id(), Status: "Mounted from " + from})

@@ -8,6 +8,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"snap/compression"
 	"snap/progress"
@@ -37,6 +39,10 @@ var (
 	// loopback would be reached over plain HTTP or without verifying its
 	// certificate, and Options.Insecure does not allow it.
 	ErrInsecure = errors.New("needs TLS")
+	// ErrCertificate is returned (wrapped) when a registry's TLS certificate
+	// is not trusted: no CA of the system's or of its certs.d directory
+	// signed it, or it names another host.
+	ErrCertificate = errors.New("TLS certificate not trusted")
 	// ErrMismatch is returned (wrapped) when what a registry serves does not
 	// match its digest, or a manifest does not match its config.
 	ErrMismatch = errors.New("content does not match its digest")
@@ -160,22 +166,56 @@ func remoteOptions(ctx context.Context, reg string, opts Options) ([]remote.Opti
 	return ro, nil
 }
 
-// classify turns go-containerregistry's transport errors into the package's
-// sentinels, keeping the registry's own words.
+// classify turns go-containerregistry's errors into the package's
+// sentinels, saying what the registry said in one line: its error codes and
+// messages, never its details or its raw body, which are the registry's to
+// fill (a hostile one could fill a terminal).
 func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ErrInsecure) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrInsecure) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrMismatch) {
 		return err
 	}
-	switch statusCode(err) {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return fmt.Errorf("%w: %v", ErrUnauthorized, err)
-	case http.StatusNotFound:
-		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	// Before the registry's words: on loopback a failed TLS handshake is
+	// followed by a plain HTTP try, whose "400" would hide the real cause.
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) {
+		return fmt.Errorf("%w: %v", ErrCertificate, cv.Err)
 	}
-	return err
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	var said []string
+	for _, d := range te.Errors {
+		said = append(said, oneLine(string(d.Code)+": "+d.Message))
+	}
+	if len(said) == 0 {
+		said = []string{fmt.Sprintf("HTTP %d %s", te.StatusCode, http.StatusText(te.StatusCode))}
+	}
+	what := "the registry says " + strings.Join(said, "; ")
+	switch te.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w: %s", ErrUnauthorized, what)
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	return fmt.Errorf("%s", what)
+}
+
+// oneLine keeps a registry's words to one short line of printable text.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
 }
 
 // platformOf parses "os/arch[/variant]"; "" is the host's.

@@ -14,7 +14,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // newTransport is the HTTP transport for registry reg: TLS that trusts the
@@ -122,16 +121,6 @@ func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("registry %s: %w (refusing plain HTTP)", r.URL.Host, ErrInsecure)
 	}
 	return g.next.RoundTrip(r)
-}
-
-// statusCode is the HTTP status of a registry's error answer, 0 if err is
-// none.
-func statusCode(err error) int {
-	var te *transport.Error
-	if errors.As(err, &te) {
-		return te.StatusCode
-	}
-	return 0
 }
 
 func hostPlatform() v1.Platform {
