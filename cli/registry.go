@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/containerd/console"
 	"github.com/urfave/cli/v2"
 
 	"snap/compression"
@@ -170,7 +171,15 @@ func loginCommand() *cli.Command {
 				password = p
 			}
 			if user == "" || password == "" {
-				return usagef("login needs --username and a password (--password-stdin)")
+				// As docker login: ask on a terminal, with no echo for the
+				// password.
+				if !isTerminal(os.Stdin) {
+					return usagef("login needs --username and a password (--password-stdin)")
+				}
+				var err error
+				if user, password, err = promptLogin(c.App.ErrWriter, user); err != nil {
+					return fmt.Errorf("login: %w", err)
+				}
 			}
 			reg := c.Args().First()
 			if err := registry.Login(c.Context, reg, user, password, registryOptions(c)); err != nil {
@@ -261,4 +270,41 @@ func ensureImage(c *cli.Context, st *store.Store, name string) (*store.Image, er
 	return registry.Ensure(c.Context, st, name, opts, func() {
 		tr.say("Unable to find image '%s' locally", name)
 	})
+}
+
+// promptLogin asks for what login lacks on the terminal that is stdin.
+func promptLogin(w io.Writer, user string) (string, string, error) {
+	in := bufio.NewReader(os.Stdin)
+	if user == "" {
+		fmt.Fprint(w, "Username: ")
+		line, err := in.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", "", err
+		}
+		if user = strings.TrimSpace(line); user == "" {
+			return "", "", usagef("login: the username is empty")
+		}
+	}
+	con, err := console.ConsoleFromFile(os.Stdin)
+	if err != nil {
+		return "", "", err
+	}
+	fmt.Fprint(w, "Password: ")
+	if err := con.DisableEcho(); err != nil {
+		return "", "", err
+	}
+	line, rerr := in.ReadString('\n')
+	err = con.Reset()
+	fmt.Fprintln(w)
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		return "", "", rerr
+	}
+	if err != nil {
+		return "", "", err
+	}
+	password := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if password == "" {
+		return "", "", usagef("login: the password is empty")
+	}
+	return user, password, nil
 }

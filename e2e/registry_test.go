@@ -587,3 +587,61 @@ func TestPullProgressOnATerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginCredentialHelper: credentials go where docker's config says
+// (credHelpers), never into config.json; a login typed at a terminal asks
+// for what is missing and echoes no password; the default certs.d
+// (/etc/docker/certs.d) is read.
+func TestLoginCredentialHelper(t *testing.T) {
+	e := registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	reg.TrustForDocker(t) // /etc/docker/certs.d/HOST/ca.crt: snap's default too
+	bindir := filepath.Join(e.dir, "helpers")
+	creds := filepath.Join(e.dir, "creds.json")
+	os.MkdirAll(bindir, 0o755)
+	helper := `#!/bin/sh
+case "$1" in
+get) read host; if [ -f "` + creds + `" ]; then cat "` + creds + `"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+store) cat > "` + creds + `" ;;
+erase) rm -f "` + creds + `" ;;
+list) echo '{}' ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(bindir, "docker-credential-snaptest"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgDir := filepath.Join(e.dir, "docker-config")
+	os.MkdirAll(cfgDir, 0o700)
+	cfg := `{"credHelpers": {"` + reg.Host + `": "snaptest"}}`
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.vars = append(e.vars, "PATH="+bindir+":"+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+
+	x := newTmux(t, e, 100, 20)
+	x.keys("snap login " + reg.Host + "; echo login-exit=$?")
+	x.waitFor(`(?m)^Username: $`)
+	x.keys(reg.User)
+	x.waitFor(`(?m)^Password: $`)
+	x.keys(reg.Password)
+	x.waitFor(`(?m)^Login Succeeded\nlogin-exit=0$`)
+	if screen := x.screen(); strings.Contains(screen, reg.Password) {
+		t.Errorf("the password was echoed:\n%s", screen)
+	}
+	b, err := os.ReadFile(creds)
+	if err != nil || !strings.Contains(string(b), reg.User) {
+		t.Fatalf("the helper holds %q (%v)", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cfgDir, "config.json")); strings.Contains(string(b), reg.Password) || strings.Contains(string(b), `"auths": {"`+reg.Host) {
+		t.Errorf("config.json got the credentials: %s", b)
+	}
+	ref := reg.Ref("helped/base:1")
+	e.must("push", "base:1", ref) // the CA from /etc/docker/certs.d, the login from the helper
+	e.must("logout", reg.Host)
+	if _, err := os.Stat(creds); err == nil {
+		t.Error("logout left the helper's credentials")
+	}
+	if _, errs, code := e.snap("pull", ref); code != 1 || !strings.Contains(errs, "unauthorized") {
+		t.Errorf("pull after logout: exit %d: %s", code, errs)
+	}
+}
