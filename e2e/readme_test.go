@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snap/internal/registrytest"
 )
 
 // walkthrough is the README section whose ```sh blocks must run as written.
@@ -57,8 +59,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := shBlocks(t, string(readme), walkthrough)
-	if len(blocks) != 2 {
-		t.Fatalf("README %q: %d ```sh blocks, want 2 (snap's containers, a directory)", walkthrough, len(blocks))
+	if len(blocks) != 3 {
+		t.Fatalf("README %q: %d ```sh blocks, want 3 (snap's containers, a directory, a registry)", walkthrough, len(blocks))
 	}
 	// The walk-through loads golden:2 into docker: never over someone's.
 	if exec.Command("docker", "image", "inspect", "golden:2").Run() == nil {
@@ -68,6 +70,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 
 	e := &env{t: t, dir: t.TempDir()}
 	e.root = filepath.Join(e.dir, "store")
+	// The registry the walk-through pushes to; REGISTRY names it as the
+	// README says.
+	reg := registrytest.Start(t, registrytest.Options{})
+	e.vars = []string{"REGISTRY=" + reg.Host, "DOCKER_CONFIG=" + filepath.Join(e.dir, "docker-config")}
+	t.Cleanup(func() { exec.Command("docker", "rmi", reg.Ref("golden:3")).Run() })
 	t.Cleanup(func() {
 		ids, _, _ := e.snap("ps", "-a", "-q")
 		for _, id := range strings.Fields(ids) {
@@ -135,5 +142,17 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	if m := e.mounts(); len(m) > 0 {
 		t.Errorf("mounts left: %v", m)
+	}
+
+	// The registry: push, commit --push, and docker pulls and runs it.
+	before := reg.Requests("PUT", uploadsRE)
+	out = run(blocks[2])
+	if !strings.HasSuffix(out, "\ngolden v3\n") {
+		t.Errorf("docker run of the pushed golden:3 did not print its motd:\n%s", out)
+	}
+	// golden:2: three layers and its config; then golden:3: its new layer and
+	// its config, nothing of golden:2 again.
+	if n := reg.Requests("PUT", uploadsRE) - before; n != 6 {
+		t.Errorf("the walk-through uploaded %d blobs, want 6", n)
 	}
 }
