@@ -78,7 +78,7 @@ test: build vet cross
 # of those whose tests do not reach the runtime. The runtime itself
 # (container/, cli/, cmd/snap) needs cgo: libcontainer's nsenter and userns
 # helpers are C.
-LIBPKGS := ./diff ./store ./sourcing ./commit ./history
+LIBPKGS := ./diff ./store ./sourcing ./commit ./history ./registry ./progress
 .PHONY: cross
 cross:
 	for arch in arm64 arm; do \
@@ -91,6 +91,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNamesRoundTrip$$' -fuzztime $(FUZZTIME) ./diff
 	$(GO) test -run '^$$' -fuzz '^FuzzLayerDirStaysInside$$' -fuzztime $(FUZZTIME) ./store
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadArchive$$' -fuzztime $(FUZZTIME) ./store
+	$(GO) test -run '^$$' -fuzz '^FuzzParseReference$$' -fuzztime $(FUZZTIME) ./registry
 
 demo: build
 	./internal/fixtures/demo.sh
