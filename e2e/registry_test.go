@@ -150,6 +150,9 @@ func TestRegistryWithOtherClients(t *testing.T) {
 	before = reg.Requests("PUT", uploadsRE)
 	mounts := reg.Requests("POST", `^/v2/other/golden/blobs/uploads/$`)
 	out = e.must("push", "golden:2", reg.Ref("other/golden:2"))
+	if strings.Contains(out, "Mounted") || !strings.HasPrefix(out, "The push refers to repository [") {
+		t.Errorf("piped push printed %q: want docker's message lines, no progress", out)
+	}
 	if n := reg.Requests("PUT", uploadsRE) - before; n > 1 {
 		t.Errorf("push to another repository uploaded %d blobs, want the config at most", n)
 	}
