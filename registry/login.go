@@ -63,7 +63,7 @@ func Login(ctx context.Context, registry, user, password string, opts Options) e
 	if err := checkLogin(ctx, reg, user, password, opts); err != nil {
 		return fmt.Errorf("login %s: %w", reg.RegistryStr(), err)
 	}
-	cf, err := config.Load(configDir())
+	cf, err := loadConfig()
 	if err != nil {
 		return fmt.Errorf("login %s: docker config: %w", reg.RegistryStr(), err)
 	}
@@ -108,7 +108,7 @@ func Logout(registry string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("logout %s: %w", registry, err)
 	}
-	cf, err := config.Load(configDir())
+	cf, err := loadConfig()
 	if err != nil {
 		return false, fmt.Errorf("logout %s: docker config: %w", reg.RegistryStr(), err)
 	}

@@ -119,6 +119,10 @@ func pull(ctx context.Context, st *store.Store, s string, opts Options) (*Pulled
 	return &Pulled{Image: imgs[0], Reference: ref, Digest: digest.Digest(mdigest.String()), Tag: tag, Downloaded: fetched}, nil
 }
 
+// maxConfig bounds an image config read into memory: docker's are a few
+// KiB, a long history a few hundred.
+const maxConfig = 8 << 20
+
 // checkedImage is a manifest checked for what snap stores.
 type checkedImage struct {
 	layers    []v1.Descriptor
@@ -134,6 +138,11 @@ func checkImage(img v1.Image) (*checkedImage, error) {
 	m, err := img.Manifest()
 	if err != nil {
 		return nil, classify(err)
+	}
+	// go-containerregistry reads the config whole, as long as the manifest
+	// says (or for ever, at size -1).
+	if m.Config.Size < 0 || m.Config.Size > maxConfig {
+		return nil, fmt.Errorf("config %s: %w: %d bytes (the limit is %d)", m.Config.Digest, ErrTooLarge, m.Config.Size, maxConfig)
 	}
 	raw, err := img.RawConfigFile()
 	if err != nil {

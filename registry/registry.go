@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -46,6 +47,9 @@ var (
 	// ErrMismatch is returned (wrapped) when what a registry serves does not
 	// match its digest, or a manifest does not match its config.
 	ErrMismatch = errors.New("content does not match its digest")
+	// ErrTooLarge is returned (wrapped) when a registry serves a manifest,
+	// index or config larger than snap reads into memory.
+	ErrTooLarge = errors.New("too large")
 )
 
 // Options are what every registry call takes.
@@ -94,7 +98,7 @@ func (o Options) sink() progress.Sink {
 
 func (o Options) keychain() authn.Keychain {
 	if o.Keychain == nil {
-		return authn.DefaultKeychain
+		return dockerKeychain{}
 	}
 	return o.Keychain
 }
@@ -185,11 +189,13 @@ func classify(err error) error {
 	}
 	var te *transport.Error
 	if !errors.As(err, &te) {
-		return err
+		// Other errors quote the registry too (a malformed header line,
+		// a realm URL): one short line of them, the cause kept for errors.Is.
+		return shortError{err}
 	}
 	var said []string
 	for _, d := range te.Errors {
-		said = append(said, oneLine(string(d.Code)+": "+d.Message))
+		said = append(said, oneLine(string(d.Code)+": "+d.Message, 200))
 	}
 	if len(said) == 0 {
 		said = []string{fmt.Sprintf("HTTP %d %s", te.StatusCode, http.StatusText(te.StatusCode))}
@@ -204,16 +210,31 @@ func classify(err error) error {
 	return fmt.Errorf("%s", what)
 }
 
-// oneLine keeps a registry's words to one short line of printable text.
-func oneLine(s string) string {
+// shortError is err in one short line of printable text.
+type shortError struct{ err error }
+
+// Error keeps the head (what was asked) and the tail (the cause, such as
+// "connection refused" after a long upload URL).
+func (e shortError) Error() string {
+	s := oneLine(e.err.Error(), 1<<20)
+	if len(s) > 400 {
+		s = strings.ToValidUTF8(s[:200]+" ... "+s[len(s)-200:], "")
+	}
+	return s
+}
+func (e shortError) Unwrap() error { return e.err }
+
+// oneLine keeps a registry's words to one line of at most max bytes of
+// printable text (C1 controls too: a terminal may take U+009B as CSI).
+func oneLine(s string, max int) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r
 	}, s)
-	if len(s) > 200 {
-		s = s[:200] + "..."
+	if len(s) > max {
+		s = strings.ToValidUTF8(s[:max], "") + "..."
 	}
 	return s
 }

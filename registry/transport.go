@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,7 +30,7 @@ func newTransport(reg string, opts Options) (http.RoundTripper, error) {
 		return nil, err
 	}
 	base.TLSClientConfig = cfg
-	return &guard{next: base, allowHTTP: insecureOK(reg, opts)}, nil
+	return &guard{next: base, allowHTTP: insecureOK(reg, opts), anyHTTP: opts.Insecure}, nil
 }
 
 func (o Options) certsDir() string {
@@ -110,17 +111,54 @@ func readSmall(p string) ([]byte, error) {
 
 // guard refuses plain HTTP to registries where docker refuses it:
 // go-containerregistry falls back to http for RFC 1918 addresses too, and
-// docker only for loopback (or insecure-registries).
+// docker only for loopback (or insecure-registries). It sees every request,
+// redirected ones too (the client follows redirects through it), so a
+// loopback registry cannot send snap to plain HTTP elsewhere. It also
+// bounds what a manifest or index GET may read: go-containerregistry reads
+// up to 100 MiB of one into memory.
 type guard struct {
 	next      http.RoundTripper
-	allowHTTP bool
+	allowHTTP bool // the registry may be plain HTTP: it is loopback, or anyHTTP
+	anyHTTP   bool // Options.Insecure: any host may be
 }
 
+// maxManifest bounds a manifest or an index, as docker and distribution
+// bound them (4 MiB).
+const maxManifest = 4 << 20
+
 func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme == "http" && !g.allowHTTP {
-		return nil, fmt.Errorf("registry %s: %w (refusing plain HTTP)", r.URL.Host, ErrInsecure)
+	if r.URL.Scheme == "http" && !g.anyHTTP && !(g.allowHTTP && Loopback(r.URL.Host)) {
+		return nil, fmt.Errorf("registry %s: %w (refusing plain HTTP)", oneLine(r.URL.Host, 200), ErrInsecure)
 	}
-	return g.next.RoundTrip(r)
+	resp, err := g.next.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/manifests/") {
+		return resp, err
+	}
+	if resp.ContentLength > maxManifest {
+		resp.Body.Close()
+		return nil, fmt.Errorf("manifest of %d bytes: %w (the limit is %d)", resp.ContentLength, ErrTooLarge, maxManifest)
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: maxManifest}
+	return resp, nil
+}
+
+// limitedBody fails a read past its limit, rather than ending quietly as
+// io.LimitReader does: a cut manifest must not parse.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("manifest larger than %d bytes: %w", maxManifest, ErrTooLarge)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 func hostPlatform() v1.Platform {
