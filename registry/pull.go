@@ -77,8 +77,8 @@ func pull(ctx context.Context, st *store.Store, s string, opts Options) (*Pulled
 	}
 	img, err := desc.Image() // an index: the platform's image
 	if err != nil {
-		if desc.MediaType.IsIndex() {
-			return nil, fmt.Errorf("%w: no image for platform %s in the index: %v", ErrNotFound, plat.String(), classify(err))
+		if desc.MediaType.IsIndex() && !indexHas(desc, plat) {
+			return nil, fmt.Errorf("%w: no image for platform %s in the index", ErrNotFound, plat.String())
 		}
 		return nil, classify(err)
 	}
@@ -305,4 +305,23 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.sink.Update(progress.Event{ID: c.id, Status: c.status, Current: c.n, Total: c.total})
 	}
 	return n, err
+}
+
+// indexHas reports whether the index desc lists an image for plat, so that
+// a child that fails (not its digest) is not called missing.
+func indexHas(desc *remote.Descriptor, plat v1.Platform) bool {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return false
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return false
+	}
+	for _, m := range im.Manifests {
+		if m.Platform != nil && m.Platform.Satisfies(plat) {
+			return true
+		}
+	}
+	return false
 }
