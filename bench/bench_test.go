@@ -60,11 +60,13 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// tool is one command timed in the alternation; after, if set, runs untimed.
+// tool is one command timed in the alternation; after and then afterFn, if
+// set, run untimed.
 type tool struct {
-	name  string
-	cmd   string
-	after string
+	name    string
+	cmd     string
+	after   string
+	afterFn func()
 }
 
 // race times each tool once per round, round after round, and returns the
@@ -87,6 +89,9 @@ func race(b *testing.B, tools []tool) map[string]float64 {
 			s := timed(b, t.cmd)
 			if t.after != "" {
 				sh(b, t.after)
+			}
+			if t.afterFn != nil {
+				t.afterFn()
 			}
 			// Every tool writes its output to the page cache; flushing it
 			// between runs keeps one tool's dirty pages from throttling the

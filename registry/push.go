@@ -101,14 +101,23 @@ func push(ctx context.Context, st *store.Store, image, dest string, opts Options
 		return nil, err
 	}
 	res := &Pushed{Reference: r}
-	if err := pushLayers(ctx, st, opts.jobs(), pusher, puller, r.Context(), layers, res, sink); err != nil {
-		return nil, err
-	}
 	out, err := newOutImage(img, layers)
 	if err != nil {
 		return nil, err
 	}
-	if err := pusher.Push(ctx, r, out); err != nil {
+	config, err := partial.ConfigLayer(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := pushLayers(ctx, st, opts.jobs(), pusher, puller, r.Context(), layers, config, res, sink); err != nil {
+		return nil, err
+	}
+	// Every blob is in the repository now: only the manifest goes. Pushing
+	// out itself would ask the registry about each blob once more, a round
+	// trip per blob on the way to the manifest.
+	raw, _ := out.RawManifest()
+	mt, _ := out.MediaType()
+	if err := pusher.Push(ctx, r, rawManifest{raw, mt}); err != nil {
 		return nil, classify(err)
 	}
 	md, _ := out.Digest()
@@ -188,8 +197,9 @@ func compressBlob(ctx context.Context, st *store.Store, plain digest.Digest, com
 }
 
 // pushLayers uploads the layers the repository lacks, at most as many at
-// once as the pusher's jobs, mounting those another repository has.
-func pushLayers(ctx context.Context, st *store.Store, jobs int, pusher *remote.Pusher, puller *remote.Puller, repo name.Repository, layers []*storeLayer, res *Pushed, sink progress.Sink) error {
+// once as the pusher's jobs, mounting those another repository has, and
+// the config blob beside them.
+func pushLayers(ctx context.Context, st *store.Store, jobs int, pusher *remote.Pusher, puller *remote.Puller, repo name.Repository, layers []*storeLayer, config v1.Layer, res *Pushed, sink progress.Sink) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -209,6 +219,17 @@ func pushLayers(ctx context.Context, st *store.Store, jobs int, pusher *remote.P
 		sink.Update(progress.Event{ID: l.id(), Status: "Preparing"})
 		todo = append(todo, l)
 	}
+	// The config goes up with the layers, not after them: for an image
+	// whose layers are there already (golden:2 after golden:1), its upload
+	// is most of the push.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := pusher.Upload(ctx, repo, config); err != nil {
+			h, _ := config.Digest()
+			cancel(fmt.Errorf("config %s: %w", h, classify(err)))
+		}
+	}()
 	for _, l := range todo {
 		sink.Update(progress.Event{ID: l.id(), Status: "Waiting"})
 		wg.Add(1)
@@ -221,13 +242,6 @@ func pushLayers(ctx context.Context, st *store.Store, jobs int, pusher *remote.P
 			}
 			defer func() { <-sem }()
 			h, _ := v1.NewHash(l.desc.Digest.String())
-			remoteLayer, err := puller.Layer(ctx, repo.Digest(h.String()))
-			if err == nil {
-				if ok, err := partial.Exists(remoteLayer); err == nil && ok {
-					sink.Update(progress.Event{ID: l.id(), Status: "Layer already exists"})
-					return
-				}
-			}
 			var up v1.Layer = l
 			from := ""
 			for _, r := range slices.Backward(dist.Repos[l.desc.Digest]) {
@@ -238,14 +252,29 @@ func pushLayers(ctx context.Context, st *store.Store, jobs int, pusher *remote.P
 					break
 				}
 			}
+			if from != "" {
+				// Upload asks whether the blob is there before it mounts,
+				// but does not say which it was: ask first, to tell.
+				remoteLayer, err := puller.Layer(ctx, repo.Digest(h.String()))
+				if err == nil {
+					if ok, err := partial.Exists(remoteLayer); err == nil && ok {
+						sink.Update(progress.Event{ID: l.id(), Status: "Layer already exists"})
+						return
+					}
+				}
+			}
+			// Upload skips a blob the repository has (it asks with HEAD).
 			if err := pusher.Upload(ctx, repo, up); err != nil {
 				cancel(fmt.Errorf("layer %s: %w", l.desc.Digest, classify(err)))
 				return
 			}
-			if l.opened.Load() {
+			switch {
+			case l.opened.Load():
 				sent.Add(1)
 				sink.Update(progress.Event{ID: l.id(), Status: "Pushed"})
-			} else {
+			case from == "":
+				sink.Update(progress.Event{ID: l.id(), Status: "Layer already exists"})
+			default:
 				mountedN.Add(1)
 				sink.Update(progress.Event{ID: l.id(), Status: "Mounted from " + from})
 			}
@@ -343,6 +372,16 @@ func (cs closers) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// rawManifest is a manifest pushed alone, its blobs being in the
+// repository already.
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 
 // outImage is the image as it goes out: the store's config, and a manifest
 // naming the layers as they are sent, without snap's own annotations.
