@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -92,13 +93,38 @@ func (s *Store) UpdateDistribution(fn func(*Distribution)) error {
 		return fmt.Errorf("store distribution: %w", err)
 	}
 	defer lock.Close()
+	// A lease: a prune takes every .tmp- file it finds as a dead writer's.
+	lease, err := s.Lease(s.ctx)
+	if err != nil {
+		return err
+	}
+	defer lease.Release()
 	d := s.Distribution()
+	was, _ := json.Marshal(d)
 	fn(d)
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.distributionPath(), b); err != nil {
+	if bytes.Equal(b, was) {
+		return nil // a push of what the registry had: nothing new to remember
+	}
+	// Renamed into place but not synced: it is a cache, and a crash that
+	// loses it (or leaves it empty, read as no memory) costs a compression
+	// or an upload, while two fsyncs cost every push of a small image.
+	f, err := os.CreateTemp(s.root, ".tmp-distribution-*")
+	if err != nil {
+		return fmt.Errorf("store distribution: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), s.distributionPath())
+	}
+	if err != nil {
 		return fmt.Errorf("store distribution: %w", err)
 	}
 	return nil
