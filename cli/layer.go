@@ -258,7 +258,7 @@ func diffCommand() *cli.Command {
 					return err
 				}
 				if ov, ok := src.(diff.Overlay); ok && len(ov.Lowers) > 0 {
-					src = diff.Merged(ov)
+					src = ov.Merged()
 				}
 			}
 			return src.Walk(c.Context, func(ch diff.Change) error {
