@@ -34,14 +34,7 @@ func TestDiffRootfsLikeDocker(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "store")
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			c, err := fixtures.RunContainer("snap-diffrootfs-"+sc.name, fixtures.BaseImage, sc.script)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Remove()
-			if sc.host != nil {
-				sc.host(t, c.Upper)
-			}
+			c := runScenario(t, "snap-diffrootfs-", sc)
 			rootfs := rootfsOf(t, c).Root
 			parent := t.TempDir()
 			for _, l := range slices.Backward(c.ImageLowers()) {

@@ -124,6 +124,21 @@ func checkSquashHistory(t *testing.T, root, name string) {
 	}
 }
 
+// runScenario runs sc in a new docker container named prefix+sc.name, left
+// stopped for the test and removed after it.
+func runScenario(t *testing.T, prefix string, sc scenario) fixtures.Container {
+	t.Helper()
+	c, err := fixtures.RunContainer(prefix+sc.name, fixtures.BaseImage, sc.script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Remove)
+	if sc.host != nil {
+		sc.host(t, c.Upper)
+	}
+	return c
+}
+
 // TestSquashDockerContainer: docker:// on overlay2, and dir:// of the same
 // container's filesystem against the same base, for every scenario.
 func TestSquashDockerContainer(t *testing.T) {
@@ -131,14 +146,7 @@ func TestSquashDockerContainer(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "store")
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			c, err := fixtures.RunContainer("snap-sq-"+sc.name, fixtures.BaseImage, sc.script)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Remove()
-			if sc.host != nil {
-				sc.host(t, c.Upper)
-			}
+			c := runScenario(t, "snap-sq-", sc)
 			t.Run("docker", func(t *testing.T) {
 				squashEqualsLayers(t, root, "docker://"+c.Name, "docker-"+sc.name)
 				if sc.name == "add" {
