@@ -257,8 +257,13 @@ func diffCommand() *cli.Command {
 				if src, err = changeSource(c); err != nil {
 					return err
 				}
-				if ov, ok := src.(diff.Overlay); ok && len(ov.Lowers) > 0 {
-					src = diff.Merged(ov)
+				switch w := src.(type) {
+				case diff.Overlay:
+					if len(w.Lowers) > 0 {
+						src = w.Merged()
+					}
+				case diff.Rootfs:
+					src = w.Merged()
 				}
 			}
 			return src.Walk(c.Context, func(ch diff.Change) error {

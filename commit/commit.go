@@ -36,7 +36,9 @@ type Options struct {
 	// SourceDateEpoch fixes created and clamps mtimes: the same tree then
 	// gives the same image ID.
 	SourceDateEpoch *time.Time
-	// Squash writes one layer holding the whole filesystem.
+	// Squash writes one layer holding the whole filesystem: the image the
+	// commit makes without it, flattened (see diff.Overlay.Whole); the
+	// base's history stays, each entry marked empty.
 	Squash bool
 	// Tag is REPO[:TAG]; empty leaves the image untagged.
 	Tag string

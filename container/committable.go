@@ -20,7 +20,8 @@ import (
 
 // Committable is one of snap's own containers as a commit reads it: its
 // upper dir, against its init layer and image; frozen (cgroup freezer)
-// while it is walked. Its walker is a sourcing.Merger.
+// while it is walked. Its walker is a sourcing.Merger and a
+// sourcing.Squasher.
 type Committable struct {
 	Name  string
 	Pause bool
@@ -63,7 +64,9 @@ func (s Committable) Open(ctx context.Context, st *store.Store) (*sourcing.Opene
 	}
 	cfg.Entrypoint, cfg.Cmd = nilIfEmpty(ep), nilIfEmpty(cmd)
 	o := &sourcing.Opened{
-		Changes:   diff.Overlay{Upper: m.Upper(meta.ID), Lowers: lowers},
+		// The init layer (lowers[0]) holds the runtime's stubs: a
+		// squash leaves it out, as every commit does (see Overlay.Whole).
+		Changes:   diff.Overlay{Upper: m.Upper(meta.ID), Lowers: lowers, Init: 1},
 		Base:      img,
 		CreatedBy: strings.Join(cfg.Cmd, " "), // docker's: the Cmd alone
 		Config:    &cfg,

@@ -22,6 +22,9 @@ type vdir struct {
 	tree *tree // nil: a lower
 	rel  string
 	abs  string
+	// literal: the names are what they say, as overlayfs shows an upper's
+	// (its whiteouts are devices): a .wh. name is a file's, not a whiteout.
+	literal bool
 }
 
 func lowerDirs(paths []string) []vdir {
@@ -40,7 +43,7 @@ func (v vdir) open() (*dir, error) {
 }
 
 func (v vdir) child(name string) vdir {
-	return vdir{tree: v.tree, rel: join(v.rel, name), abs: filepath.Join(v.abs, name)}
+	return vdir{tree: v.tree, rel: join(v.rel, name), abs: filepath.Join(v.abs, name), literal: v.literal}
 }
 
 // lowerEntry is what the merged lowers hold under one name.
@@ -89,11 +92,11 @@ func (v lowerView) list() (map[string]*lowerEntry, []*dir, error) {
 		}
 		for _, info := range ents {
 			name := info.Name()
-			if strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
+			if !vd.literal && strings.HasPrefix(name, archive.WhiteoutMetaPrefix) {
 				continue
 			}
 			whiteout := false
-			if strings.HasPrefix(name, archive.WhiteoutPrefix) {
+			if !vd.literal && strings.HasPrefix(name, archive.WhiteoutPrefix) {
 				name, whiteout = name[len(archive.WhiteoutPrefix):], true
 			}
 			entryName := info.Name()

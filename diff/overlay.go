@@ -41,41 +41,65 @@ type Overlay struct {
 	Upper  string
 	Lowers []string
 	Format Format
+	// Init counts the top-most Lowers that are the runtime's init layer
+	// (docker's "<id>-init", snap's own): the stubs it mounts over
+	// (/etc/hosts, /etc/resolv.conf, /etc/hostname, volume mount points).
+	// They count for telling added from changed, as for docker diff, but no
+	// commit carries their content, so Whole leaves them out.
+	Init int
 }
 
 // Merged is the same container seen as `docker diff` sees it (see Merged):
 // what snap diff lists for a container, where a layer's changes differ.
-func (o Overlay) Merged() Walker { return Merged(o) }
+func (o Overlay) Merged() Walker {
+	return Merged{Upper: o.Upper, Lowers: o.Lowers, Format: o.Format}
+}
 
 // Walk yields the upper's changes in docker's order.
 func (o Overlay) Walk(ctx context.Context, fn func(Change) error) error {
-	root, err := os.Lstat(o.Upper)
+	t, d, err := openUpper(o.Upper)
 	if err != nil {
-		return fmt.Errorf("upper dir: %w", err)
-	}
-	if !root.IsDir() {
-		return fmt.Errorf("upper dir %s: not a directory", o.Upper)
-	}
-	t, err := openTree(o.Upper)
-	if err != nil {
-		return fmt.Errorf("upper dir: %w", err)
+		return err
 	}
 	defer t.release()
-	d, err := t.openDir("", nil)
-	if err != nil {
-		return fmt.Errorf("upper dir: %w", err)
-	}
 	defer d.close()
-	if _, ov, err := d.xattrs("."); err != nil {
-		return err
-	} else if err := refuseRedirect(ov, ""); err != nil {
-		return err
-	}
 	var lv *lowerView
 	if len(o.Lowers) > 0 {
 		lv = &lowerView{dirs: lowerDirs(o.Lowers)}
 	}
 	return o.walkDir(ctx, fn, t, d, "", lv)
+}
+
+// openUpper opens an upper dir as the hostile tree it is, and refuses one
+// whose root overlayfs redirected. The caller releases the tree and closes
+// the root's dir.
+func openUpper(upper string) (*tree, *dir, error) {
+	root, err := os.Lstat(upper)
+	if err != nil {
+		return nil, nil, fmt.Errorf("upper dir: %w", err)
+	}
+	if !root.IsDir() {
+		return nil, nil, fmt.Errorf("upper dir %s: not a directory", upper)
+	}
+	t, err := openTree(upper)
+	if err != nil {
+		return nil, nil, fmt.Errorf("upper dir: %w", err)
+	}
+	d, err := t.openDir("", nil)
+	if err != nil {
+		t.release()
+		return nil, nil, fmt.Errorf("upper dir: %w", err)
+	}
+	_, ov, err := d.xattrs(".")
+	if err == nil {
+		err = refuseRedirect(ov, "")
+	}
+	if err != nil {
+		d.close()
+		t.release()
+		return nil, nil, err
+	}
+	return t, d, nil
 }
 
 // ErrUpperIncomplete is returned (wrapped) for an upper whose changes are

@@ -20,11 +20,21 @@ import (
 type Rootfs struct {
 	Root   string
 	Lowers []string
+	// listing: list the changes as docker diff does (see Merged), not as
+	// a layer writes them.
+	listing bool
 }
 
 // Whole walks the whole root filesystem, every entry Added, as if it had
 // no lowers: what a squashed commit writes.
 func (r Rootfs) Whole() Walker { return Rootfs{Root: r.Root} }
+
+// Merged lists the changes the way `docker diff` does for a container of
+// a driver without layers of its own (vfs, btrfs, zfs, devicemapper:
+// go-archive's ChangesDirs): a directory whose lower entries are all gone
+// is listed with a D for each, not as one opaque directory, and a new
+// hardlink to an unchanged file does not list that file.
+func (r Rootfs) Merged() Walker { return Rootfs{Root: r.Root, Lowers: r.Lowers, listing: true} }
 
 // Walk yields the changes in docker's order. A directory that did not change
 // itself is still yielded, as Changed, before the first change beneath it.
@@ -101,7 +111,7 @@ func (r Rootfs) scanDir(pool *scanPool, job *dirJob, t *tree, rel string, saw *s
 			continue
 		}
 		c.Kind = Changed
-		v, err := compareMeta(d, name, info, le, true)
+		v, err := compareMeta(d, name, info, le, !r.listing)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +137,7 @@ func (r Rootfs) scanDir(pool *scanPool, job *dirJob, t *tree, rel string, saw *s
 			deleted++
 		}
 	}
-	if rel != "" && deleted > 0 && deleted == len(lower) {
+	if !r.listing && rel != "" && deleted > 0 && deleted == len(lower) {
 		job.opaque = true
 		items = slices.DeleteFunc(items, func(it dirItem) bool { return it.c.Kind == Deleted })
 	}

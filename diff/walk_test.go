@@ -24,19 +24,24 @@ func baseTree(t *testing.T) string {
 	return d
 }
 
+// edit changes a baseTree as a container would: a file changed, one
+// deleted, a directory replaced, one added.
+func edit(t *testing.T, root string) {
+	t.Helper()
+	write(t, filepath.Join(root, "etc/motd"), "changed\n")
+	if err := os.Remove(filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "doc")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, "doc/new"), "n")
+	write(t, filepath.Join(root, "opt/added"), "+")
+}
+
 func TestOverlayWalkThroughRealMount(t *testing.T) {
 	lower := baseTree(t)
-	upper := overlay(t, lower, func(m string) {
-		write(t, filepath.Join(m, "etc/motd"), "changed\n")
-		if err := os.Remove(filepath.Join(m, "etc/passwd")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.RemoveAll(filepath.Join(m, "doc")); err != nil {
-			t.Fatal(err)
-		}
-		write(t, filepath.Join(m, "doc/new"), "n")
-		write(t, filepath.Join(m, "opt/added"), "+")
-	})
+	upper := overlay(t, lower, func(m string) { edit(t, m) })
 	got := changes(t, Overlay{Upper: upper, Lowers: []string{lower}})
 	want := []string{"C /doc (opaque)", "A /doc/new", "C /etc", "C /etc/motd", "D /etc/passwd", "A /opt", "A /opt/added"}
 	if !slices.Equal(got, want) {
@@ -75,16 +80,29 @@ func TestOverlayRefusals(t *testing.T) {
 			unix.Lsetxattr(filepath.Join(u, "d"), "user.overlay.redirect", []byte("/x"), 0)
 		}, "/d"},
 		{"wh-name", func(u string) { write(t, filepath.Join(u, "etc/.wh.evil"), "x") }, "/etc/.wh.evil"},
+		{"aufs-meta-name", func(u string) { write(t, filepath.Join(u, ".wh..wh.x"), "x") }, "/.wh..wh.x"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			u := t.TempDir()
-			tc.setup(u)
-			_, err := WriteLayer(context.Background(), discard{}, Overlay{Upper: u}, Options{})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want one naming %q", err, tc.want)
+		// The squash of the same upper (its merged view over a lower that
+		// has the redirected and copied-up paths) refuses it too.
+		for _, whole := range []bool{false, true} {
+			name := tc.name
+			if whole {
+				name += "/whole"
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				u := t.TempDir()
+				tc.setup(u)
+				var src Walker = Overlay{Upper: u}
+				if whole {
+					src = Overlay{Upper: u, Lowers: []string{baseTree(t)}}.Whole()
+				}
+				_, err := WriteLayer(context.Background(), discard{}, src, Options{})
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.want)
+				}
+			})
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -55,7 +56,7 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 		return nil, err
 	}
 	o := &sourcing.Opened{
-		Changes:   diff.Overlay{Upper: upper, Lowers: strings.Split(lowers, ":")},
+		Changes:   overlay2(upper, lowers),
 		Base:      base,
 		CreatedBy: strings.Join(cfg.Cmd, " "),
 		Config:    &cfg,
@@ -110,4 +111,15 @@ func (e *Engine) LoadFromStore(ctx context.Context, st *store.Store, img *store.
 	err := e.LoadImage(ctx, pr)
 	pr.CloseWithError(err)
 	return err
+}
+
+// overlay2 is the walker of an overlay2 container: docker's LowerDir names
+// the container's init layer ("<id>-init/diff") first, then the image's.
+func overlay2(upper, lowerDir string) diff.Overlay {
+	lowers := strings.Split(lowerDir, ":")
+	o := diff.Overlay{Upper: upper, Lowers: lowers}
+	if strings.HasSuffix(filepath.Dir(lowers[0]), "-init") {
+		o.Init = 1
+	}
+	return o
 }

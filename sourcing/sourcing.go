@@ -67,7 +67,7 @@ type Dir struct {
 func (d Dir) String() string { return "dir://" + d.Root }
 
 // Open unpacks the base's layers (once, cached) to compare the directory
-// with. The walker is a Squasher.
+// with. The walker is a Squasher and a Merger.
 func (d Dir) Open(ctx context.Context, st *store.Store) (*Opened, error) {
 	if d.Base == "" {
 		return &Opened{Changes: diff.Rootfs{Root: d.Root}}, nil

@@ -14,9 +14,10 @@ import (
 
 // TestOptionalInterfaces: what a walker can do besides its changes it says
 // through the contract's interfaces: a directory's walker is a Squasher
-// whose Whole is the whole tree (lowers ignored), an overlay's a Merger
-// whose Merged is docker diff's view of the same dirs; neither claims the
-// other's.
+// whose Whole is the whole tree (lowers ignored) and a Merger (docker
+// diff's listing, see diff.Rootfs.Merged); an overlay's a Merger whose
+// Merged is docker diff's view of the same dirs and a Squasher (its merged
+// view, see diff.Overlay.Whole).
 func TestOptionalInterfaces(t *testing.T) {
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
@@ -40,8 +41,8 @@ func TestOptionalInterfaces(t *testing.T) {
 	if !ok {
 		t.Fatalf("a directory's walker %T is no Squasher", o.Changes)
 	}
-	if _, ok := o.Changes.(sourcing.Merger); ok {
-		t.Errorf("a directory's walker %T claims a merged view", o.Changes)
+	if _, ok := o.Changes.(sourcing.Merger); !ok {
+		t.Errorf("a directory's walker %T is no Merger", o.Changes)
 	}
 	var listed []string
 	if err := sq.Whole().Walk(context.Background(), func(c diff.Change) error { listed = append(listed, c.String()); return nil }); err != nil {
@@ -59,10 +60,15 @@ func TestOptionalInterfaces(t *testing.T) {
 	if !ok {
 		t.Fatal("an overlay walker is no Merger")
 	}
-	if _, ok := ov.(sourcing.Squasher); ok {
-		t.Error("an overlay walker claims its whole filesystem")
+	if _, ok := ov.(sourcing.Squasher); !ok {
+		t.Error("an overlay walker is no Squasher")
 	}
 	if got, ok := m.Merged().(diff.Merged); !ok || got.Upper != "/u" || !slices.Equal(got.Lowers, []string{"/l1", "/l2"}) {
 		t.Errorf("Merged is %#v", m.Merged())
+	}
+	// The init layer counts for docker diff's view, never for a squash.
+	withInit := diff.Overlay{Upper: "/u", Lowers: []string{"/init", "/l1"}, Init: 1}
+	if got := withInit.Merged().(diff.Merged); !slices.Equal(got.Lowers, []string{"/init", "/l1"}) {
+		t.Errorf("Merged of an overlay with an init layer is %#v", got)
 	}
 }
