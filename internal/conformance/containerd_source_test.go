@@ -345,8 +345,9 @@ func TestContainerdSourceFailures(t *testing.T) {
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 200 && d.TaskStatus(t, "k8s.io", "big") != "PAUSED"; i++ {
-		time.Sleep(5 * time.Millisecond)
+	paused := false
+	for i := 0; i < 500 && !paused; i++ {
+		paused = d.TaskStatus(t, "k8s.io", "big") == "PAUSED"
 	}
 	p.Process.Signal(syscall.SIGINT)
 	err := p.Wait()
@@ -354,6 +355,9 @@ func TestContainerdSourceFailures(t *testing.T) {
 		t.Fatalf("after SIGINT during the commit the task is %s", st)
 	}
 	task.waitMoving(t)
+	if !paused {
+		t.Error("the commit never paused the task")
+	}
 	if err == nil {
 		t.Log("the commit finished before the signal arrived")
 	} else if _, _, code := snapCLI(t, root, "inspect", "interrupted:1"); code == 0 {
