@@ -309,7 +309,7 @@ func TestCommitContainerdContainer(t *testing.T) {
 
 // TestContainerdSourceFailures: an unknown container or namespace and a
 // daemon that is not there are one line and exit 1; a commit interrupted
-// while it walks resumes the task it paused; a snapshot whose upper was
+// while it walks resumes the task it paused; a snapshot whose dir was
 // swapped for a symlink to a directory outside the snapshotter is refused
 // and nothing is committed.
 func TestContainerdSourceFailures(t *testing.T) {
@@ -364,22 +364,25 @@ func TestContainerdSourceFailures(t *testing.T) {
 		t.Error("an interrupted commit left a tag")
 	}
 
-	// The snapshot's upper swapped for a symlink out of the snapshotter.
+	// A snapshot swapped for a symlink out of the snapshotter.
 	d.RunToEnd(t, "k8s.io", image, "swapped", nil, "sh", "-c", "echo x > /etc/x")
 	mounts := d.MustCtr(t, "-n", "k8s.io", "snapshots", "mounts", "/mnt", "swapped")
 	_, upper, ok := strings.Cut(mounts, "upperdir=")
 	if upper, _, _ = strings.Cut(upper, ","); !ok || !strings.HasPrefix(upper, d.Root) {
 		t.Fatalf("no upperdir in %q", mounts)
 	}
+	// The snapshot's dir, the upper's parent, becomes a symlink to a
+	// tree outside: the mounts still name a path inside the snapshotter.
+	snapDir := filepath.Dir(upper)
 	secret := filepath.Join(t.TempDir(), "secret")
-	sh(t, "mkdir -p "+secret+"/etc && echo do-not-commit > "+secret+"/etc/shadow-copy")
-	if err := os.Rename(upper, upper+".real"); err != nil {
+	sh(t, "mkdir -p "+secret+"/fs/etc && echo do-not-commit > "+secret+"/fs/etc/shadow-copy")
+	if err := os.Rename(snapDir, snapDir+".real"); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(secret, upper); err != nil {
+	if err := os.Symlink(secret, snapDir); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { os.Remove(upper); os.Rename(upper+".real", upper) }()
+	defer func() { os.Remove(snapDir); os.Rename(snapDir+".real", snapDir) }()
 	_, errs, code := snapCLI(t, root, "commit", "containerd://k8s.io/swapped", "stolen:1")
 	if code != 1 || !strings.Contains(errs, "is not a snapshot in") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("upper swapped for a symlink: exit %d, %q", code, errs)
