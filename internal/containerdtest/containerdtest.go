@@ -8,7 +8,6 @@ package containerdtest
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -242,11 +241,4 @@ func unmountUnder(dir string) {
 	for _, p := range points {
 		syscall.Unmount(p, syscall.MNT_DETACH)
 	}
-}
-
-// Context is a context for t's calls to the daemon.
-func Context(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
 }
