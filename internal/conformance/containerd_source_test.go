@@ -250,7 +250,8 @@ func pausedThenResumed(evs, id string) []string {
 // TestCommitContainerdContainer commits running containerd containers, one
 // in k8s.io (a Kubernetes node's namespace) and one in default (nerdctl's,
 // addressed with and without its name): paused for the walk (containerd's
-// events say so), running afterwards (its counter moves), the image chained
+// events say so), running afterwards (its counter moves), author, message
+// and -c applied, the image chained
 // onto the base's history with the container's command as created_by,
 // runnable, and the base copied from containerd's content store once.
 func TestCommitContainerdContainer(t *testing.T) {
@@ -260,7 +261,7 @@ func TestCommitContainerdContainer(t *testing.T) {
 	def := runCounter(t, d, "default", image, "web")
 
 	stop := events(t, d)
-	mustSnap(t, root, "commit", "-a", "Ops", "-m", "from containerd", "containerd://k8s.io/web", "snap-e2e/fromctd:1")
+	mustSnap(t, root, "commit", "-a", "Ops", "-m", "from containerd", "-c", "ENV FROM=containerd", "containerd://k8s.io/web", "snap-e2e/fromctd:1")
 	evs := stop()
 	if got := pausedThenResumed(evs, "web"); !slices.Equal(got, []string{"/tasks/paused", "/tasks/resumed"}) {
 		t.Errorf("containerd's events during the commit: %q, want paused then resumed\n%s", got, evs)
@@ -275,8 +276,8 @@ func TestCommitContainerdContainer(t *testing.T) {
 	if want := "sh -c " + counterScript + "|from containerd\n|Imported from -\n"; h != want {
 		t.Errorf("history\n got %q\nwant %q", h, want)
 	}
-	if a := mustSnap(t, root, "inspect", "--format", "{{.Author}}", "snap-e2e/fromctd:1"); a != "Ops\n" {
-		t.Errorf("author %q", a)
+	if a := mustSnap(t, root, "inspect", "--format", "{{.Author}} {{.Config.Env}}", "snap-e2e/fromctd:1"); a != "Ops [FROM=containerd]\n" {
+		t.Errorf("author and -c: %q", a)
 	}
 	if got := mustSnap(t, root, "run", "--rm", "snap-e2e/fromctd:1", "sh", "-c", "cat /etc/motd; ls /usr/share/doc"); got != "made-in-containerd\n" {
 		t.Errorf("snap run of the committed image: %q", got)
