@@ -78,7 +78,7 @@ func needsRoot(c *cli.Context) (string, bool) {
 				return " to unpack --base's layers with their owners", true
 			}
 			return "", false
-		case strings.HasPrefix(arg, "docker://"), strings.HasPrefix(arg, "runc://"), !strings.Contains(arg, "://"):
+		case strings.HasPrefix(arg, "docker://"), strings.HasPrefix(arg, "runc://"), strings.HasPrefix(arg, "containerd://"), !strings.Contains(arg, "://"):
 			return " to read a container's layer", true
 		}
 	}

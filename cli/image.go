@@ -63,6 +63,8 @@ func finishImage(c *cli.Context, img *store.Image) error {
 func parseSource(c *cli.Context, arg string) (sourcing.Source, error) {
 	src, err := source.Parse(arg, source.Options{
 		Pause: c.Bool("pause"), Base: c.String("base"), RuncRoot: c.String("runc-root"), DockerHost: dockerHost(),
+		// As ctr and nerdctl find containerd.
+		ContainerdAddress: os.Getenv("CONTAINERD_ADDRESS"),
 	})
 	if errors.Is(err, source.ErrEmptyName) {
 		return nil, usageError{err}

@@ -22,6 +22,9 @@ type Options struct {
 	// DockerHost is the engine of docker:// containers, as DOCKER_HOST
 	// names it; empty: the default socket.
 	DockerHost string
+	// ContainerdAddress is containerd's socket for containerd://
+	// containers; empty: /run/containerd/containerd.sock.
+	ContainerdAddress string
 }
 
 // Errors of Parse, wrapped with the reference.
@@ -41,6 +44,7 @@ func (e refError) Error() string { return e.msg }
 func (e refError) Unwrap() error { return e.err }
 
 // Parse reads a container reference: NAME (snap's own), docker://NAME,
+// containerd://[NAMESPACE/]ID (namespace "default" when none is given),
 // runc://ID or dir://PATH.
 func Parse(ref string, opts Options) (sourcing.Source, error) {
 	kind, name, ok := strings.Cut(ref, "://")
@@ -64,11 +68,22 @@ func Parse(ref string, opts Options) (sourcing.Source, error) {
 			return nil, empty("container id")
 		}
 		return Runc{ID: name, Root: opts.RuncRoot, Base: opts.Base, Pause: opts.Pause}, nil
+	case "containerd":
+		ns, id, ok := strings.Cut(name, "/")
+		if !ok {
+			ns, id = "", name
+		} else if ns == "" {
+			return nil, empty("namespace")
+		}
+		if id == "" {
+			return nil, empty("container id")
+		}
+		return Containerd{Namespace: ns, ID: id, Pause: opts.Pause, Address: opts.ContainerdAddress}, nil
 	case "dir":
 		if name == "" {
 			return nil, empty("path")
 		}
 		return sourcing.Dir{Root: name, Base: opts.Base}, nil
 	}
-	return nil, refError{fmt.Sprintf("container %q: unknown kind (want NAME, docker://NAME, runc://ID or dir://PATH)", ref), ErrUnknownKind}
+	return nil, refError{fmt.Sprintf("container %q: unknown kind (want NAME, docker://NAME, containerd://[NAMESPACE/]ID, runc://ID or dir://PATH)", ref), ErrUnknownKind}
 }

@@ -14,7 +14,7 @@ import (
 // needs, and a bad one an error that says what is wrong in the user's
 // terms and is a sentinel to errors.Is.
 func TestParse(t *testing.T) {
-	opts := Options{Pause: true, Base: "base:1", RuncRoot: "/run/x", DockerHost: "unix:///d.sock"}
+	opts := Options{Pause: true, Base: "base:1", RuncRoot: "/run/x", DockerHost: "unix:///d.sock", ContainerdAddress: "/c.sock"}
 	tests := []struct {
 		ref     string
 		want    sourcing.Source
@@ -24,13 +24,19 @@ func TestParse(t *testing.T) {
 		{"build", container.Committable{Name: "build", Pause: true}, nil, ""},
 		{"docker://web", Docker{Name: "web", Pause: true, Host: "unix:///d.sock"}, nil, ""},
 		{"docker://a://b", Docker{Name: "a://b", Pause: true, Host: "unix:///d.sock"}, nil, ""},
+		{"containerd://web", Containerd{ID: "web", Pause: true, Address: "/c.sock"}, nil, ""},
+		{"containerd://k8s.io/abc", Containerd{Namespace: "k8s.io", ID: "abc", Pause: true, Address: "/c.sock"}, nil, ""},
+		{"containerd://default/web", Containerd{Namespace: "default", ID: "web", Pause: true, Address: "/c.sock"}, nil, ""},
+		{"containerd://", nil, ErrEmptyName, "containerd://: the container id is empty"},
+		{"containerd://k8s.io/", nil, ErrEmptyName, "containerd://: the container id is empty"},
+		{"containerd:///web", nil, ErrEmptyName, "containerd://: the namespace is empty"},
 		{"runc://abc", Runc{ID: "abc", Root: "/run/x", Base: "base:1", Pause: true}, nil, ""},
 		{"dir:///srv/rootfs", sourcing.Dir{Root: "/srv/rootfs", Base: "base:1"}, nil, ""},
 		{"", nil, ErrEmptyName, "the container name is empty"},
 		{"docker://", nil, ErrEmptyName, "docker://: the container name is empty"},
 		{"runc://", nil, ErrEmptyName, "runc://: the container id is empty"},
 		{"dir://", nil, ErrEmptyName, "dir://: the path is empty"},
-		{"ftp://x", nil, ErrUnknownKind, `container "ftp://x": unknown kind (want NAME, docker://NAME, runc://ID or dir://PATH)`},
+		{"ftp://x", nil, ErrUnknownKind, `container "ftp://x": unknown kind (want NAME, docker://NAME, containerd://[NAMESPACE/]ID, runc://ID or dir://PATH)`},
 	}
 	for _, tc := range tests {
 		got, err := Parse(tc.ref, opts)
