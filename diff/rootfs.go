@@ -20,6 +20,10 @@ import (
 type Rootfs struct {
 	Root   string
 	Lowers []string
+	// List walks as `docker diff` lists a naive-diff driver's container
+	// (vfs, btrfs): every deleted name, never an opaque marker, and a file
+	// whose only change is a new hardlink to it is no change.
+	List bool
 }
 
 // Whole walks the whole root filesystem, every entry Added, as if it had
@@ -101,7 +105,7 @@ func (r Rootfs) scanDir(pool *scanPool, job *dirJob, t *tree, rel string, saw *s
 			continue
 		}
 		c.Kind = Changed
-		v, err := compareMeta(d, name, info, le, true)
+		v, err := compareMeta(d, name, info, le, !r.List)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +131,7 @@ func (r Rootfs) scanDir(pool *scanPool, job *dirJob, t *tree, rel string, saw *s
 			deleted++
 		}
 	}
-	if rel != "" && deleted > 0 && deleted == len(lower) {
+	if !r.List && rel != "" && deleted > 0 && deleted == len(lower) {
 		job.opaque = true
 		items = slices.DeleteFunc(items, func(it dirItem) bool { return it.c.Kind == Deleted })
 	}

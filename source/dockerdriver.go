@@ -62,6 +62,10 @@ func dockerWalker(info *Info, c *ContainerJSON) (diff.Walker, error) {
 	case "overlay2", "fuse-overlayfs":
 		// Both keep a layer's own files in its diff dir and list the init
 		// layer first among the lowers: the upper is the container's change.
+		format := diff.FormatOverlay
+		if driver == "fuse-overlayfs" {
+			format = diff.FormatFuseOverlayfs
+		}
 		upper, lowers := c.GraphDriver.Data["UpperDir"], c.GraphDriver.Data["LowerDir"]
 		if upper == "" {
 			return nil, fmt.Errorf("%s container has no upper dir", driver)
@@ -73,7 +77,7 @@ func dockerWalker(info *Info, c *ContainerJSON) (diff.Walker, error) {
 		if lowers != "" {
 			ls = strings.Split(lowers, ":")
 		}
-		return diff.Overlay{Upper: upper, Lowers: ls}, nil
+		return diff.Overlay{Upper: upper, Lowers: ls, Format: format}, nil
 	case "overlay":
 		return legacyOverlay(info, c)
 	}
@@ -94,7 +98,19 @@ func dockerWalker(info *Info, c *ContainerJSON) (diff.Walker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return diff.Rootfs{Root: filepath.Join(info.DockerRootDir, mount), Lowers: []string{filepath.Join(info.DockerRootDir, init)}}, nil
+	return naiveDiff{diff.Rootfs{Root: filepath.Join(info.DockerRootDir, mount), Lowers: []string{filepath.Join(info.DockerRootDir, init)}}}, nil
+}
+
+// naiveDiff is the container's layer of a driver docker diffs naively (its
+// whole filesystem against the init layer's). The layer is snap's (opaque
+// markers, hardlinks kept whole); snap diff lists it as docker diff does.
+type naiveDiff struct{ diff.Rootfs }
+
+// Merged is docker diff's listing of the same comparison.
+func (n naiveDiff) Merged() diff.Walker {
+	r := n.Rootfs
+	r.List = true
+	return r
 }
 
 // legacyOverlay: the overlay driver copies the init layer's upper into the
