@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 
-	"snap/commit"
 	"snap/diff"
 	"snap/registry"
 	"snap/source"
@@ -16,7 +15,6 @@ var hints = []struct {
 	hint string
 }{
 	{diff.ErrUpperIncomplete, "use --rootfs with the merged dir instead"},
-	{commit.ErrNoWhole, "--squash needs a source that gives its whole filesystem"},
 	{source.ErrNeedBase, "give --base IMAGE"},
 	{registry.ErrCertificate, "put the registry's CA in " + registry.DefaultCertsDir + "/HOST:PORT/ca.crt (or --cert-dir), or give --tls-verify=false"},
 	{registry.ErrInsecure, "give --tls-verify=false to allow it"},

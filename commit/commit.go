@@ -8,7 +8,6 @@ package commit
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -19,6 +18,7 @@ import (
 	units "github.com/docker/go-units"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"snap/compression"
@@ -48,10 +48,6 @@ type Options struct {
 	// is written ("\r"-refreshed, for a terminal).
 	Progress io.Writer
 }
-
-// ErrNoWhole is returned for a squash of a source that cannot give its
-// whole filesystem: its walker is no sourcing.Squasher.
-var ErrNoWhole = errors.New("squash: this source cannot give its whole filesystem")
 
 // Commit writes a new image from src into st and returns it.
 func Commit(ctx context.Context, st *store.Store, src sourcing.Source, opts Options) (img *store.Image, err error) {
@@ -114,17 +110,9 @@ func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Option
 		return nil, err
 	}
 	changes := o.Changes
-	if opts.Squash {
-		sq, ok := o.Changes.(sourcing.Squasher)
-		if !ok {
-			return nil, ErrNoWhole
-		}
+	sq, whole := o.Changes.(sourcing.Squasher)
+	if opts.Squash && whole {
 		changes = sq.Whole()
-		layers = nil
-		cfg.RootFS.DiffIDs = nil
-		for i := range cfg.History {
-			cfg.History[i].EmptyLayer = true // kept, but its layers are squashed into the new one
-		}
 	}
 	layer, res, err := writeLayer(ctx, st, changes, opts)
 	if err != nil {
@@ -132,6 +120,22 @@ func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Option
 	}
 	if err := release(); err != nil {
 		return nil, err
+	}
+	if opts.Squash {
+		if !whole {
+			// The general way, for a walker that cannot see the whole
+			// filesystem: its layer, written above, flattened onto the
+			// base's layers. The same result by definition (a squash is
+			// the normal commit flattened), at the cost of unpacking it.
+			if layer, res, err = flatten(ctx, st, o.Base, layer, res.DiffID, opts); err != nil {
+				return nil, fmt.Errorf("squash: %w", err)
+			}
+		}
+		layers = nil
+		cfg.RootFS.DiffIDs = nil
+		for i := range cfg.History {
+			cfg.History[i].EmptyLayer = true // kept, but its layers are squashed into the new one
+		}
 	}
 	empty := layer == nil
 	if !empty {
@@ -200,4 +204,29 @@ func writeLayer(ctx context.Context, st *store.Store, src diff.Walker, opts Opti
 		Size:        bw.Size(),
 		Annotations: map[string]string{store.AnnotationContentSize: strconv.FormatInt(res.ContentSize, 10), store.AnnotationUncompressedSize: strconv.FormatInt(res.UncompressedSize, 10)},
 	}, res, nil
+}
+
+// flatten writes the one layer holding base's layers with layer (diffID; nil:
+// no changes) on top: the layers unpacked as the store caches them, walked
+// as one merged view.
+func flatten(ctx context.Context, st *store.Store, base *store.Image, layer *ocispec.Descriptor, diffID digest.Digest, opts Options) (*ocispec.Descriptor, diff.Result, error) {
+	var dirs []string // top-most first
+	if layer != nil {
+		top, err := st.LayerDir(*layer, diffID)
+		if err != nil {
+			return nil, diff.Result{}, err
+		}
+		dirs = append(dirs, top)
+	}
+	if base != nil {
+		lowers, err := st.LayerDirs(base)
+		if err != nil {
+			return nil, diff.Result{}, err
+		}
+		dirs = append(dirs, lowers...)
+	}
+	if len(dirs) == 0 {
+		return nil, diff.Result{}, nil
+	}
+	return writeLayer(ctx, st, diff.Overlay{Upper: dirs[0], Lowers: dirs[1:]}.Whole(), opts)
 }

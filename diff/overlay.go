@@ -21,7 +21,15 @@ const (
 	FormatOverlay Format = iota
 	// FormatAUFS is an AUFS branch: .wh.NAME files and .wh..wh..opq markers.
 	FormatAUFS
+	// FormatFuseOverlayfs is fuse-overlayfs' upper: overlayfs' whiteouts and
+	// opaque xattr, and in each opaque directory two markers of its own
+	// (a .wh..wh..opq file and a .wh..opq whiteout) that say the same.
+	FormatFuseOverlayfs
 )
+
+// fuseOpaqueWhiteout is the whiteout fuse-overlayfs puts beside
+// .wh..wh..opq in an opaque directory.
+const fuseOpaqueWhiteout = ".wh..opq"
 
 // ParseFormat reads a --upper-format value.
 func ParseFormat(s string) (Format, error) {
@@ -145,7 +153,10 @@ func (o Overlay) walkDir(ctx context.Context, fn func(Change) error, t *tree, d 
 			}
 			continue
 		}
-		if o.Format == FormatOverlay && isWhiteout(info) {
+		if o.Format == FormatFuseOverlayfs && (name == archive.WhiteoutOpaqueDir || name == fuseOpaqueWhiteout) {
+			continue // its opaque markers: the directory's opaque xattr says it
+		}
+		if o.Format != FormatAUFS && isWhiteout(info) {
 			if err := fn(Change{Kind: Deleted, Path: crel, WhiteoutInfo: info}); err != nil {
 				return err
 			}
@@ -202,6 +213,12 @@ func (o Overlay) walkSub(ctx context.Context, fn func(Change) error, t *tree, su
 		c.Opaque = err == nil
 	} else {
 		c.Opaque = ov["opaque"] == "y"
+	}
+	if o.Format == FormatFuseOverlayfs && (le == nil || !le.info.IsDir()) {
+		// fuse-overlayfs marks every directory it creates opaque; where
+		// the lowers hold no directory there is nothing to hide, and a
+		// naive differ (docker's, on this driver) writes no marker.
+		c.Opaque = false
 	}
 	if err := fn(c); err != nil {
 		return err

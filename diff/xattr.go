@@ -109,7 +109,9 @@ func classifyXattr(layer, overlay map[string]string, key string, v []byte) (map[
 }
 
 func overlayKey(name string) (string, bool) {
-	for _, ns := range []string{"trusted.overlay.", "user.overlay."} {
+	// user.fuseoverlayfs.* are fuse-overlayfs' own (origin of a copy-up),
+	// never seen through its mount.
+	for _, ns := range []string{"trusted.overlay.", "user.overlay.", "user.fuseoverlayfs."} {
 		if short, ok := strings.CutPrefix(name, ns); ok {
 			return short, true
 		}

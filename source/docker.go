@@ -17,9 +17,11 @@ import (
 	"snap/store"
 )
 
-// Docker is a container of a Docker Engine (docker://NAME), read through the
-// engine's API: inspect gives its overlay2 upper and lowers and its
-// command; pause and unpause go through the engine too.
+// Docker is a container of a Docker Engine (docker://NAME) on this host,
+// on any storage driver snap reads (Drivers): inspect gives its command and
+// its layers (overlay2's and fuse-overlayfs' upper and lowers), or the
+// engine's data root where docker's layer store records them (vfs, btrfs,
+// legacy overlay); pause and unpause go through the engine too.
 type Docker struct {
 	Name  string
 	Pause bool
@@ -40,12 +42,15 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 	if err != nil {
 		return nil, err
 	}
-	if c.GraphDriver.Name != "overlay2" {
-		return nil, fmt.Errorf("container uses the %q storage driver; snap reads overlay2", c.GraphDriver.Name)
+	info := &Info{}
+	if needsDataRoot(c.GraphDriver.Name) {
+		if info, err = eng.Info(ctx); err != nil {
+			return nil, err
+		}
 	}
-	upper, lowers := c.GraphDriver.Data["UpperDir"], c.GraphDriver.Data["LowerDir"]
-	if upper == "" {
-		return nil, fmt.Errorf("container has no overlay upper dir")
+	changes, err := dockerWalker(info, c)
+	if err != nil {
+		return nil, err
 	}
 	var cfg dockerspec.DockerOCIImageConfig
 	if err := json.Unmarshal(c.Config, &cfg); err != nil {
@@ -56,7 +61,7 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 		return nil, err
 	}
 	o := &sourcing.Opened{
-		Changes:   overlay2(upper, lowers),
+		Changes:   changes,
 		Base:      base,
 		CreatedBy: strings.Join(cfg.Cmd, " "),
 		Config:    &cfg,

@@ -31,7 +31,9 @@ func NewEngine(host string) (*Engine, error) {
 	}
 	sock, ok := strings.CutPrefix(host, "unix://")
 	if !ok {
-		return nil, fmt.Errorf("docker engine %s: only unix:// sockets are supported", host)
+		// snap reads a container's files, not a stream from the engine:
+		// an engine it reaches over the network keeps them elsewhere.
+		return nil, fmt.Errorf("docker engine %s: %w", host, ErrRemoteEngine)
 	}
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -118,4 +120,19 @@ func (e *Engine) SaveImage(ctx context.Context, image string, w io.Writer) error
 // LoadImage hands a docker-archive to the engine (`docker load`).
 func (e *Engine) LoadImage(ctx context.Context, r io.Reader) error {
 	return e.do(ctx, http.MethodPost, "/images/load?quiet=1", r, nil)
+}
+
+// Info is the part of GET /info snap reads: where the engine keeps its
+// layers and with which storage driver.
+type Info struct {
+	Driver        string
+	DockerRootDir string
+}
+
+func (e *Engine) Info(ctx context.Context) (*Info, error) {
+	var i Info
+	if err := e.do(ctx, http.MethodGet, "/info", nil, &i); err != nil {
+		return nil, err
+	}
+	return &i, nil
 }
