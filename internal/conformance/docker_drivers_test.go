@@ -190,6 +190,9 @@ func driverScenario(t *testing.T, d *dockertest.Daemon, st *store.Store, root, b
 	if sorted(got) != sorted(want) {
 		t.Errorf("snap diff docker://%s\n%s\ndocker diff:\n%s", name, got, want)
 	}
+	// --squash: what the normal commit's layers flatten to, so none of the
+	// init layer's stubs a vfs or btrfs container directory holds.
+	squashEqualsLayers(t, root, "docker://"+name, "drv-"+sc.name)
 }
 
 // driverRunning commits a running container whose counter moves, with
