@@ -81,7 +81,7 @@ func dockerWalker(info *Info, c *ContainerJSON) (diff.Walker, error) {
 		if driver == "fuse-overlayfs" {
 			// Its upper's own markers are read by Walk alone; a squash
 			// takes commit's general way (the layer, flattened).
-			return layerOnly{diff.Overlay{Upper: o.Upper, Lowers: o.Lowers, Init: o.Init, Format: format}}, nil
+			return noWhole{diff.Overlay{Upper: o.Upper, Lowers: o.Lowers, Init: o.Init, Format: format}}, nil
 		}
 		return o, nil
 	case "overlay":
@@ -123,12 +123,16 @@ func (n naiveDiff) Walk(ctx context.Context, fn func(diff.Change) error) error {
 // Merged is docker diff's listing of the same comparison.
 func (n naiveDiff) Merged() diff.Walker { return n.r.Merged() }
 
-// layerOnly hides whatever else a walker can do but walk its layer.
-type layerOnly struct{ w diff.Walker }
+// noWhole is an overlay walker that does not squash by itself (its Whole
+// does not know fuse-overlayfs' markers): commit flattens its layer.
+type noWhole struct{ o diff.Overlay }
 
-func (l layerOnly) Walk(ctx context.Context, fn func(diff.Change) error) error {
-	return l.w.Walk(ctx, fn)
+func (n noWhole) Walk(ctx context.Context, fn func(diff.Change) error) error {
+	return n.o.Walk(ctx, fn)
 }
+
+// Merged is docker diff's listing.
+func (n noWhole) Merged() diff.Walker { return n.o.Merged() }
 
 // legacyOverlay: the overlay driver copies the init layer's upper into the
 // container's when it creates it, and docker's naive differ compares the
