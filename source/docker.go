@@ -39,7 +39,9 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 	if err != nil {
 		return nil, err
 	}
-	if c.GraphDriver.Name != "overlay2" {
+	// podman's overlay driver is called "overlay" and records its dirs as
+	// overlay2 does.
+	if c.GraphDriver.Name != "overlay2" && c.GraphDriver.Name != "overlay" {
 		return nil, fmt.Errorf("container uses the %q storage driver; snap reads overlay2", c.GraphDriver.Name)
 	}
 	upper, lowers := c.GraphDriver.Data["UpperDir"], c.GraphDriver.Data["LowerDir"]
@@ -59,6 +61,9 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 		Base:      base,
 		CreatedBy: strings.Join(cfg.Cmd, " "),
 		Config:    &cfg,
+	}
+	if eng.Libpod() {
+		podmanOpened(o, c)
 	}
 	if d.Pause && c.State.Running && !c.State.Paused {
 		// Not cancellable: a signal while the engine pauses would lose its

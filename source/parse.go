@@ -22,6 +22,10 @@ type Options struct {
 	// DockerHost is the engine of docker:// containers, as DOCKER_HOST
 	// names it; empty: the default socket.
 	DockerHost string
+	// PodmanHost is podman's service for podman:// containers, as
+	// CONTAINER_HOST names it; empty: podman's own socket, or a service
+	// started for the commit.
+	PodmanHost string
 }
 
 // Errors of Parse, wrapped with the reference.
@@ -41,7 +45,7 @@ func (e refError) Error() string { return e.msg }
 func (e refError) Unwrap() error { return e.err }
 
 // Parse reads a container reference: NAME (snap's own), docker://NAME,
-// runc://ID or dir://PATH.
+// podman://NAME, runc://ID or dir://PATH.
 func Parse(ref string, opts Options) (sourcing.Source, error) {
 	kind, name, ok := strings.Cut(ref, "://")
 	if !ok {
@@ -59,6 +63,11 @@ func Parse(ref string, opts Options) (sourcing.Source, error) {
 			return nil, empty("container name")
 		}
 		return Docker{Name: name, Pause: opts.Pause, Host: opts.DockerHost}, nil
+	case "podman":
+		if name == "" {
+			return nil, empty("container name")
+		}
+		return Podman{Name: name, Pause: opts.Pause, Host: opts.PodmanHost}, nil
 	case "runc":
 		if name == "" {
 			return nil, empty("container id")
@@ -70,5 +79,5 @@ func Parse(ref string, opts Options) (sourcing.Source, error) {
 		}
 		return sourcing.Dir{Root: name, Base: opts.Base}, nil
 	}
-	return nil, refError{fmt.Sprintf("container %q: unknown kind (want NAME, docker://NAME, runc://ID or dir://PATH)", ref), ErrUnknownKind}
+	return nil, refError{fmt.Sprintf("container %q: unknown kind (want NAME, docker://NAME, podman://NAME, runc://ID or dir://PATH)", ref), ErrUnknownKind}
 }

@@ -14,7 +14,7 @@ import (
 // needs, and a bad one an error that says what is wrong in the user's
 // terms and is a sentinel to errors.Is.
 func TestParse(t *testing.T) {
-	opts := Options{Pause: true, Base: "base:1", RuncRoot: "/run/x", DockerHost: "unix:///d.sock"}
+	opts := Options{Pause: true, Base: "base:1", RuncRoot: "/run/x", DockerHost: "unix:///d.sock", PodmanHost: "unix:///p.sock"}
 	tests := []struct {
 		ref     string
 		want    sourcing.Source
@@ -24,13 +24,15 @@ func TestParse(t *testing.T) {
 		{"build", container.Committable{Name: "build", Pause: true}, nil, ""},
 		{"docker://web", Docker{Name: "web", Pause: true, Host: "unix:///d.sock"}, nil, ""},
 		{"docker://a://b", Docker{Name: "a://b", Pause: true, Host: "unix:///d.sock"}, nil, ""},
+		{"podman://web", Podman{Name: "web", Pause: true, Host: "unix:///p.sock"}, nil, ""},
+		{"podman://", nil, ErrEmptyName, "podman://: the container name is empty"},
 		{"runc://abc", Runc{ID: "abc", Root: "/run/x", Base: "base:1", Pause: true}, nil, ""},
 		{"dir:///srv/rootfs", sourcing.Dir{Root: "/srv/rootfs", Base: "base:1"}, nil, ""},
 		{"", nil, ErrEmptyName, "the container name is empty"},
 		{"docker://", nil, ErrEmptyName, "docker://: the container name is empty"},
 		{"runc://", nil, ErrEmptyName, "runc://: the container id is empty"},
 		{"dir://", nil, ErrEmptyName, "dir://: the path is empty"},
-		{"ftp://x", nil, ErrUnknownKind, `container "ftp://x": unknown kind (want NAME, docker://NAME, runc://ID or dir://PATH)`},
+		{"ftp://x", nil, ErrUnknownKind, `container "ftp://x": unknown kind (want NAME, docker://NAME, podman://NAME, runc://ID or dir://PATH)`},
 	}
 	for _, tc := range tests {
 		got, err := Parse(tc.ref, opts)
