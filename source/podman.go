@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"snap/diff"
 	"snap/sourcing"
@@ -188,8 +191,12 @@ var podmanInit = map[string]bool{
 
 // podmanLayer hides podmanInit's paths from a layer. A directory among them
 // is kept when something the container made lies beneath it, so no entry
-// ever comes without its parent.
-type podmanLayer struct{ w diff.Walker }
+// ever comes without its parent; so is /etc, which podman's stubs copy up
+// (and touch), when its owner and mode are the image's.
+type podmanLayer struct {
+	w      diff.Walker
+	lowers []string
+}
 
 func (p podmanLayer) Walk(ctx context.Context, fn func(diff.Change) error) error {
 	var held []diff.Change // hidden directories, each an ancestor of the next
@@ -197,8 +204,9 @@ func (p podmanLayer) Walk(ctx context.Context, fn func(diff.Change) error) error
 		for len(held) > 0 && !strings.HasPrefix(c.Path, held[len(held)-1].Path+"/") {
 			held = held[:len(held)-1]
 		}
-		if podmanInit[c.Path] {
-			if c.Kind != diff.Deleted && c.Info != nil && c.Info.IsDir() {
+		isDir := c.Kind != diff.Deleted && c.Info != nil && c.Info.IsDir()
+		if podmanInit[c.Path] || (c.Path == "etc" && isDir && c.Kind == diff.Changed && !c.Opaque && sameOwnerMode(c.Info, lowerStat(p.lowers, c.Path))) {
+			if isDir {
 				held = append(held, c)
 			}
 			return nil
@@ -213,23 +221,132 @@ func (p podmanLayer) Walk(ctx context.Context, fn func(diff.Change) error) error
 	})
 }
 
-// podmanMerger is a podmanLayer over a Merger, and a Merger itself.
-type podmanMerger struct{ podmanLayer }
-
-// Merged lists the changes as `podman diff` does: podmanInit's paths never.
-func (p podmanMerger) Merged() diff.Walker {
-	return podmanList{p.w.(sourcing.Merger).Merged()}
+// lowerStat is the top-most lower's rel, nil where none has it.
+func lowerStat(lowers []string, rel string) fs.FileInfo {
+	for _, l := range lowers {
+		if fi, err := os.Lstat(filepath.Join(l, rel)); err == nil {
+			return fi
+		}
+	}
+	return nil
 }
 
-type podmanList struct{ w diff.Walker }
+func sameOwnerMode(a, b fs.FileInfo) bool {
+	if a == nil || b == nil || a.Mode() != b.Mode() {
+		return false
+	}
+	as, aok := a.Sys().(*syscall.Stat_t)
+	bs, bok := b.Sys().(*syscall.Stat_t)
+	return aok && bok && as.Uid == bs.Uid && as.Gid == bs.Gid
+}
 
-func (p podmanList) Walk(ctx context.Context, fn func(diff.Change) error) error {
-	return p.w.Walk(ctx, func(c diff.Change) error {
+// podmanMerger is a podmanLayer over an overlay, and a Merger: snap diff
+// lists what `podman diff` lists.
+type podmanMerger struct {
+	podmanLayer
+	ov diff.Overlay
+}
+
+func (p podmanMerger) Merged() diff.Walker { return podmanDiff(p.ov) }
+
+// podmanDiff lists an overlay upper's changes as `podman diff` does
+// (containers/storage's OverlayChanges, then libpod's initInodes left out),
+// which is not docker diff's merged view: every entry of the upper is
+// listed, added unless a lower has its path (then changed, a directory only
+// when its size, mode or mtime differ), a whiteout or an opaque directory
+// deleted, and every ancestor not listed yet is listed changed before an
+// added or deleted path. So a file copied up by a hard link to it is changed, a
+// directory replaced is deleted, then its new entries listed by their
+// paths.
+type podmanDiff diff.Overlay
+
+func (p podmanDiff) Walk(ctx context.Context, fn func(diff.Change) error) error {
+	listed := map[string]bool{}
+	emit := func(c diff.Change) error {
 		if podmanInit[c.Path] {
 			return nil
 		}
 		return fn(c)
+	}
+	return filepath.WalkDir(p.Upper, func(abs string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(p.Upper, abs)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		c := diff.Change{Kind: diff.Added, Path: rel, Abs: abs, Info: fi}
+		if deleted, err := overlayDeleted(abs, fi); err != nil {
+			return err
+		} else if deleted {
+			c.Kind, c.Info = diff.Deleted, nil
+		} else if li := lowerStat(p.Lowers, rel); li != nil {
+			if li.IsDir() && fi.IsDir() && li.Size() == fi.Size() && li.Mode() == fi.Mode() && sameFsTime(li.ModTime(), fi.ModTime()) {
+				return nil
+			}
+			c.Kind = diff.Changed
+		}
+		if fi.IsDir() {
+			listed[rel] = true
+		}
+		if c.Kind != diff.Changed {
+			var parents []string
+			for dir := path.Dir(rel); dir != "."; dir = path.Dir(dir) {
+				if !listed[dir] {
+					parents = append(parents, dir)
+					listed[dir] = true
+				}
+			}
+			for i := len(parents) - 1; i >= 0; i-- {
+				if err := emit(diff.Change{Kind: diff.Changed, Path: parents[i], Abs: filepath.Join(p.Upper, parents[i])}); err != nil {
+					return err
+				}
+			}
+		}
+		return emit(c)
 	})
+}
+
+// overlayDeleted: a 0/0 character device (whiteout) or an opaque directory.
+func overlayDeleted(abs string, fi fs.FileInfo) (bool, error) {
+	switch {
+	case fi.Mode()&fs.ModeCharDevice != 0:
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		return ok && st.Rdev == 0, nil
+	case fi.IsDir():
+		for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+			buf := make([]byte, 8)
+			n, err := unix.Lgetxattr(abs, x, buf)
+			if err == nil && string(buf[:n]) == "y" {
+				return true, nil
+			}
+			if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) {
+				return false, fmt.Errorf("%s: %w", abs, err)
+			}
+		}
+	}
+	return false, nil
+}
+
+// sameFsTime is containers/storage's: equal, or equal to the second where
+// a side has no nanoseconds (it went through a tar).
+func sameFsTime(a, b time.Time) bool {
+	if a.Equal(b) {
+		return true
+	}
+	if a.Nanosecond() != 0 && b.Nanosecond() != 0 {
+		return false
+	}
+	return a.Unix() == b.Unix()
 }
 
 // podmanOpened turns what docker:// read from podman's compatible API into
@@ -248,10 +365,10 @@ func (p podmanList) Walk(ctx context.Context, fn func(diff.Change) error) error 
 // the history entry's comment (podman puts "FROM <image>" there and the
 // message in the config's top-level comment, and refuses -m for OCI images).
 func podmanOpened(o *sourcing.Opened, c *ContainerJSON) {
-	if _, ok := o.Changes.(sourcing.Merger); ok {
-		o.Changes = podmanMerger{podmanLayer{o.Changes}}
+	if ov, ok := o.Changes.(diff.Overlay); ok {
+		o.Changes = podmanMerger{podmanLayer{ov, ov.Lowers}, ov}
 	} else {
-		o.Changes = podmanLayer{o.Changes}
+		o.Changes = podmanLayer{w: o.Changes}
 	}
 	var base dockerspec.DockerOCIImageConfig
 	if o.Base != nil {

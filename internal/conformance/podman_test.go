@@ -78,7 +78,7 @@ func startPodman(t *testing.T) *podman {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.run("rm", "-a", "-f")
+		p.run("rm", "-a", "-f", "-t", "0")
 		svc.Process.Kill()
 		svc.Wait()
 		// podman leaves its overlay mounts (the image's and a container's
@@ -207,9 +207,19 @@ func TestPodmanConformance(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			name := "snap-pod-" + sc.name
 			p.must(append(append([]string{"run", "--name", name}, podmanRunFlags...), podmanBase, "/bin/sh", "-c", sc.script)...)
-			defer p.run("rm", "-f", name)
+			defer p.run("rm", "-f", "-t", "0", name)
 			if sc.host != nil {
-				sc.host(t, p.inspect(name, "{{.GraphDriver.Data.UpperDir}}"))
+				// Through a short symlink: a socket's path must fit in
+				// sun_path (108 bytes), podman's upper paths are long.
+				short, err := os.MkdirTemp("", "sp")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer os.RemoveAll(short)
+				if err := os.Symlink(p.inspect(name, "{{.GraphDriver.Data.UpperDir}}"), filepath.Join(short, "u")); err != nil {
+					t.Fatal(err)
+				}
+				sc.host(t, filepath.Join(short, "u"))
 			}
 			ref := "localhost/snap-pod/" + sc.name + ":ref"
 			p.must("commit", "-q", "-f", "docker", "-a", "snap tests", "-m", "reference", name, ref)
@@ -222,6 +232,12 @@ func TestPodmanConformance(t *testing.T) {
 
 			pe := entries(t, lastLayer(t, pArchive))
 			pe = slices.DeleteFunc(pe, func(e Entry) bool { return slices.Contains(podmanStubs, e.Name) })
+			// /etc is in podman's layer for the stubs alone (copied up,
+			// touched) unless something else in it changed: snap leaves it
+			// out then, as docker's layer has no /etc for its init layer's.
+			if !slices.ContainsFunc(pe, func(e Entry) bool { return strings.HasPrefix(e.Name, "etc/") && e.Name != "etc/" }) {
+				pe = slices.DeleteFunc(pe, func(e Entry) bool { return e.Name == "etc/" && e.Mode == 0o755 && e.Uid == 0 && e.Gid == 0 })
+			}
 			layers := mustSnap(t, store, "inspect", "--format", "{{len .RootFS.Layers}}", tag)
 			var se []Entry
 			if strings.TrimSpace(layers) == "2" {
@@ -238,7 +254,18 @@ func TestPodmanConformance(t *testing.T) {
 			if len(pe) == 0 {
 				t.Fatal("podman's layer is empty: the scenario changed nothing")
 			}
-			for _, d := range Compare(pe, se, nil) {
+			// podman's whiteouts keep the overlay whiteout's own mode (0000),
+			// and, as docker's, a stale link name on the second whiteout of
+			// the shared inode; snap writes docker's 0600 and no link.
+			whiteouts := func(d, s *Entry) {
+				if strings.HasPrefix(path.Base(d.Name), ".wh.") && d.Type == '0' {
+					d.Link = ""
+					if d.Mode == 0 {
+						d.Mode = 0o600
+					}
+				}
+			}
+			for _, d := range Compare(pe, se, whiteouts) {
 				t.Error(d)
 			}
 			checkSnapOnly(t, se, sc.snapOnly)
