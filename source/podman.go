@@ -138,7 +138,9 @@ func podmanService(ctx context.Context, host string) (string, func(), error) {
 	cmd := exec.Command(bin, "system", "service", "--time=0", sock)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// Its own process group: a Ctrl-C at the terminal reaches snap's group,
+	// and the service must outlive it to unpause the container.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("start podman system service: %w", err)

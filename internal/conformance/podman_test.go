@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -431,8 +432,10 @@ func TestCommitPodmanContainer(t *testing.T) {
 
 // TestPodmanService: podman:// with no CONTAINER_HOST and no socket at
 // podman's own path starts a service of its own for the commit (seeing the
-// storage podman is configured with) and stops it after; a CONTAINER_HOST
-// that does not answer is an error that names it, and nothing is started.
+// storage podman is configured with) and stops it after, also when snap's
+// process group is interrupted mid-commit (the container runs on); a
+// CONTAINER_HOST that does not answer is an error that names it, and
+// nothing is started.
 func TestPodmanService(t *testing.T) {
 	p := startPodman(t)
 	if os.Geteuid() == 0 && answersSock("/run/podman/podman.sock") {
@@ -452,6 +455,40 @@ func TestPodmanService(t *testing.T) {
 	}
 	if got := mustSnap(t, store, "diff", "podman://"+name); !strings.Contains(got, "A /etc/svc\n") || strings.Contains(got, "containerenv") {
 		t.Errorf("snap diff podman://%s:\n%s", name, got)
+	}
+
+	// Ctrl-C at a terminal signals snap's whole process group while the
+	// container is paused: the service snap started must outlive it to
+	// unpause.
+	upper := p.inspect(name, "{{.GraphDriver.Data.UpperDir}}")
+	for i := range 30 { // a big upper, so the commit is still walking when interrupted
+		sh(t, fmt.Sprintf("head -c 8000000 /dev/urandom > %s/big%d", upper, i))
+	}
+	bin := filepath.Join(t.TempDir(), "snap")
+	if err := fixtures.BuildSnap(bin); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(bin, "--root", store, "commit", "podman://"+name, "interrupted:1")
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 500; i++ {
+		if st, _ := p.run("inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(st) == "paused" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(-c.Process.Pid, syscall.SIGINT)
+	err := c.Wait()
+	p.keepsCounting(t, name)
+	if err == nil {
+		t.Log("the commit finished before the signal arrived")
+	} else if _, _, code := snapCLI(t, store, "inspect", "interrupted:1"); code == 0 {
+		t.Error("an interrupted commit left a tag")
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "snap-podman-*")); len(left) != 0 {
+		t.Errorf("the service of the interrupted commit left %v", left)
 	}
 
 	t.Setenv("CONTAINER_HOST", "unix://"+filepath.Join(tmp, "nothing.sock"))
