@@ -357,15 +357,19 @@ func sameFsTime(a, b time.Time) bool {
 //   - the API's Env is the one the process got, with HOSTNAME and HOME that
 //     podman adds at every start; podman commit (and docker commit, whose
 //     engine never puts them in Config) leaves them out, so snap drops
-//     HOSTNAME and a HOME the image did not set;
+//     HOSTNAME and a HOME the image did not set (the API cannot tell that
+//     from `podman run -e HOME=...`, which podman commit would keep);
 //   - the API shows podman's numeric stop signal ("15") on every container;
 //     podman commit keeps the image's, so snap does too;
 //   - an empty Entrypoint or Labels comes as [] and {}: absent in the image.
 //
-// What stays as docker does it, not as podman commit: created_by is the
-// container's command (podman writes "/bin/sh") and the message goes into
+// Where snap follows docker, not podman commit: the layer leaves out the
+// stubs podman puts into the container's own layer (podmanInit); whiteouts
+// have docker's mode 0600 (podman's keep the device's 0000); created_by is
+// the container's command (podman writes "/bin/sh"); the message goes into
 // the history entry's comment (podman puts "FROM <image>" there and the
-// message in the config's top-level comment, and refuses -m for OCI images).
+// message in the config's top-level comment, and refuses -m for OCI
+// images).
 func podmanOpened(o *sourcing.Opened, c *ContainerJSON) {
 	if ov, ok := o.Changes.(diff.Overlay); ok {
 		o.Changes = podmanMerger{podmanLayer{ov, ov.Lowers}, ov}
