@@ -62,7 +62,8 @@ func finishImage(c *cli.Context, img *store.Image) error {
 // parseSource reads a commit's or a diff's CONTAINER argument.
 func parseSource(c *cli.Context, arg string) (sourcing.Source, error) {
 	src, err := source.Parse(arg, source.Options{
-		Pause: c.Bool("pause"), Base: c.String("base"), RuncRoot: c.String("runc-root"), DockerHost: dockerHost(),
+		Pause: c.Bool("pause"), Base: c.String("base"), RuncRoot: c.String("runc-root"),
+		DockerHost: engineHost(c, "DOCKER_HOST"), PodmanHost: engineHost(c, "CONTAINER_HOST"),
 		// As ctr and nerdctl find containerd.
 		ContainerdAddress: os.Getenv("CONTAINERD_ADDRESS"),
 	})
@@ -72,21 +73,33 @@ func parseSource(c *cli.Context, arg string) (sourcing.Source, error) {
 	return src, err
 }
 
-// dockerHost is the engine docker:// and --to-docker talk to, as the
-// docker CLI finds it.
-func dockerHost() string { return os.Getenv("DOCKER_HOST") }
+// hostFlag is docker's -H: the engine a docker:// or podman:// container
+// lives in, over DOCKER_HOST (docker's) or CONTAINER_HOST (podman-remote's).
+func hostFlag() cli.Flag {
+	return &cli.StringFlag{Name: "host", Aliases: []string{"H"}, Usage: "the engine's `SOCKET` (unix:///...) for docker:// and podman:// (default: $DOCKER_HOST, $CONTAINER_HOST)"}
+}
+
+// engineHost is --host when the command has it and it is set, else env,
+// as the docker CLI and podman-remote find their engine.
+func engineHost(c *cli.Context, env string) string {
+	if h := c.String("host"); h != "" {
+		return h
+	}
+	return os.Getenv(env)
+}
 
 func commitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "commit",
 		Usage:     "create a new image from a container's changes",
-		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [--base IMAGE] [--squash] [--iidfile FILE] [--push] CONTAINER [REPO[:TAG]] [--to-docker]",
+		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [-H SOCKET] [--base IMAGE] [--squash] [--iidfile FILE] [--push] CONTAINER [REPO[:TAG]] [--to-docker]",
 		Flags: append(append(commitFlags(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// rootfs was made from"},
 			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
 			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause the container during the commit"},
 			&cli.BoolFlag{Name: "to-docker", Usage: "also load the new image into the docker engine"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`, for runc:// containers"},
+			hostFlag(),
 			&cli.BoolFlag{Name: "push", Usage: "push the new image to its REPO's registry when the commit lands"},
 		), registryFlags()...),
 		Action: func(c *cli.Context) error {
@@ -131,7 +144,7 @@ func commitCommand() *cli.Command {
 				}
 			}
 			if c.Bool("to-docker") {
-				eng, err := source.NewEngine(dockerHost())
+				eng, err := source.NewEngine(engineHost(c, "DOCKER_HOST"))
 				if err == nil {
 					err = eng.LoadFromStore(c.Context, st, img)
 				}

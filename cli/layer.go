@@ -221,10 +221,11 @@ func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
 		Usage:     "list changed paths like docker diff",
-		UsageText: "snap diff CONTAINER [--base IMAGE]\nsnap diff (--upper DIR | --rootfs DIR) [--lower DIR]...",
+		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE]\nsnap diff (--upper DIR | --rootfs DIR) [--lower DIR]...",
 		Flags: append(sourceFlags(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// or plain runc rootfs was made from"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`"},
+			hostFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			var src diff.Walker

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -42,13 +43,18 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 	if err != nil {
 		return nil, err
 	}
-	info := &Info{}
-	if needsDataRoot(c.GraphDriver.Name) {
-		if info, err = eng.Info(ctx); err != nil {
-			return nil, err
+	var changes diff.Walker
+	if eng.Libpod() {
+		changes, err = libpodWalker(c)
+	} else {
+		info := &Info{}
+		if needsDataRoot(c.GraphDriver.Name) {
+			if info, err = eng.Info(ctx); err != nil {
+				return nil, err
+			}
 		}
+		changes, err = dockerWalker(info, c)
 	}
-	changes, err := dockerWalker(info, c)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +71,9 @@ func (d Docker) Open(ctx context.Context, st *store.Store) (*sourcing.Opened, er
 		Base:      base,
 		CreatedBy: strings.Join(cfg.Cmd, " "),
 		Config:    &cfg,
+	}
+	if eng.Libpod() {
+		podmanOpened(o, c)
 	}
 	if d.Pause && c.State.Running && !c.State.Paused {
 		// Not cancellable: a signal while the engine pauses would lose its
@@ -127,4 +136,25 @@ func overlay2(upper, lowerDir string) diff.Overlay {
 		o.Init = 1
 	}
 	return o
+}
+
+// libpodWalker is the walker of a podman container: its driver is called
+// "overlay" and records its dirs as docker's overlay2 does (docker's own
+// legacy "overlay" is another thing, read from docker's layer store).
+func libpodWalker(c *ContainerJSON) (diff.Walker, error) {
+	if c.GraphDriver.Name != "overlay" {
+		return nil, fmt.Errorf("podman container uses the %q storage driver: %w (snap reads podman's overlay)", c.GraphDriver.Name, ErrUnsupportedDriver)
+	}
+	upper, lowers := c.GraphDriver.Data["UpperDir"], c.GraphDriver.Data["LowerDir"]
+	if upper == "" {
+		return nil, fmt.Errorf("podman container has no overlay upper dir")
+	}
+	if _, err := os.Lstat(upper); err != nil {
+		return nil, fmt.Errorf("upper dir %s: %w", upper, remoteIfMissing(err))
+	}
+	o := diff.Overlay{Upper: upper}
+	if lowers != "" {
+		o.Lowers = strings.Split(lowers, ":")
+	}
+	return o, nil
 }

@@ -19,9 +19,14 @@ import (
 // Engine is a Docker Engine API client on a unix socket, just the calls a
 // commit needs.
 type Engine struct {
-	host string // socket path
-	http *http.Client
+	host   string // socket path
+	http   *http.Client
+	libpod bool
 }
+
+// Libpod reports whether the engine answered as podman's compatible API
+// does (its Libpod-Api-Version header).
+func (e *Engine) Libpod() bool { return e.libpod }
 
 // NewEngine connects to host, as DOCKER_HOST names it (unix:// only); empty
 // is the default socket.
@@ -60,6 +65,9 @@ func (e *Engine) do(ctx context.Context, method, path string, body io.Reader, ou
 		return fmt.Errorf("docker engine at %s is not answering: %w", e.host, err)
 	}
 	defer resp.Body.Close()
+	if resp.Header.Get("Libpod-Api-Version") != "" {
+		e.libpod = true
+	}
 	if resp.StatusCode >= 300 {
 		var ae apiError
 		b, _ := io.ReadAll(resp.Body)

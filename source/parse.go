@@ -25,6 +25,10 @@ type Options struct {
 	// ContainerdAddress is containerd's socket for containerd://
 	// containers; empty: /run/containerd/containerd.sock.
 	ContainerdAddress string
+	// PodmanHost is podman's service for podman:// containers, as
+	// CONTAINER_HOST names it; empty: podman's own socket, or a service
+	// started for the commit.
+	PodmanHost string
 }
 
 // Errors of Parse, wrapped with the reference.
@@ -45,7 +49,7 @@ func (e refError) Unwrap() error { return e.err }
 
 // Parse reads a container reference: NAME (snap's own), docker://NAME,
 // containerd://[NAMESPACE/]ID (namespace "default" when none is given),
-// runc://ID or dir://PATH.
+// podman://NAME, runc://ID or dir://PATH.
 func Parse(ref string, opts Options) (sourcing.Source, error) {
 	kind, name, ok := strings.Cut(ref, "://")
 	if !ok {
@@ -63,6 +67,11 @@ func Parse(ref string, opts Options) (sourcing.Source, error) {
 			return nil, empty("container name")
 		}
 		return Docker{Name: name, Pause: opts.Pause, Host: opts.DockerHost}, nil
+	case "podman":
+		if name == "" {
+			return nil, empty("container name")
+		}
+		return Podman{Name: name, Pause: opts.Pause, Host: opts.PodmanHost}, nil
 	case "runc":
 		if name == "" {
 			return nil, empty("container id")
@@ -85,5 +94,5 @@ func Parse(ref string, opts Options) (sourcing.Source, error) {
 		}
 		return sourcing.Dir{Root: name, Base: opts.Base}, nil
 	}
-	return nil, refError{fmt.Sprintf("container %q: unknown kind (want NAME, docker://NAME, containerd://[NAMESPACE/]ID, runc://ID or dir://PATH)", ref), ErrUnknownKind}
+	return nil, refError{fmt.Sprintf("container %q: unknown kind (want NAME, docker://NAME, podman://NAME, containerd://[NAMESPACE/]ID, runc://ID or dir://PATH)", ref), ErrUnknownKind}
 }

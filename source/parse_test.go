@@ -14,7 +14,7 @@ import (
 // needs, and a bad one an error that says what is wrong in the user's
 // terms and is a sentinel to errors.Is.
 func TestParse(t *testing.T) {
-	opts := Options{Pause: true, Base: "base:1", RuncRoot: "/run/x", DockerHost: "unix:///d.sock", ContainerdAddress: "/c.sock"}
+	opts := Options{Pause: true, Base: "base:1", RuncRoot: "/run/x", DockerHost: "unix:///d.sock", ContainerdAddress: "/c.sock", PodmanHost: "unix:///p.sock"}
 	tests := []struct {
 		ref     string
 		want    sourcing.Source
@@ -30,13 +30,15 @@ func TestParse(t *testing.T) {
 		{"containerd://", nil, ErrEmptyName, "containerd://: the container id is empty"},
 		{"containerd://k8s.io/", nil, ErrEmptyName, "containerd://: the container id is empty"},
 		{"containerd:///web", nil, ErrEmptyName, "containerd://: the namespace is empty"},
+		{"podman://web", Podman{Name: "web", Pause: true, Host: "unix:///p.sock"}, nil, ""},
+		{"podman://", nil, ErrEmptyName, "podman://: the container name is empty"},
 		{"runc://abc", Runc{ID: "abc", Root: "/run/x", Base: "base:1", Pause: true}, nil, ""},
 		{"dir:///srv/rootfs", sourcing.Dir{Root: "/srv/rootfs", Base: "base:1"}, nil, ""},
 		{"", nil, ErrEmptyName, "the container name is empty"},
 		{"docker://", nil, ErrEmptyName, "docker://: the container name is empty"},
 		{"runc://", nil, ErrEmptyName, "runc://: the container id is empty"},
 		{"dir://", nil, ErrEmptyName, "dir://: the path is empty"},
-		{"ftp://x", nil, ErrUnknownKind, `container "ftp://x": unknown kind (want NAME, docker://NAME, containerd://[NAMESPACE/]ID, runc://ID or dir://PATH)`},
+		{"ftp://x", nil, ErrUnknownKind, `container "ftp://x": unknown kind (want NAME, docker://NAME, podman://NAME, containerd://[NAMESPACE/]ID, runc://ID or dir://PATH)`},
 	}
 	for _, tc := range tests {
 		got, err := Parse(tc.ref, opts)
