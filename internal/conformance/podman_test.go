@@ -19,83 +19,28 @@ import (
 	"time"
 
 	"snap/internal/fixtures"
-	"snap/internal/testenv"
+	"snap/internal/podmantest"
 )
 
-// podman is a private podman for one test: its own storage (overlay),
-// run root, tmp dir, events file and API service, stopped and removed
-// after. Its config files are also in CONTAINERS_CONF and
-// CONTAINERS_STORAGE_CONF, so a service snap starts itself sees the same
-// containers.
+// podman is the private podman of one test (podmantest), with the busybox
+// fixture loaded.
 type podman struct {
+	*podmantest.Podman
 	t    *testing.T
 	dir  string
 	sock string // unix:///...
-	args []string
 }
 
-// podmanRunFlags: podman gives a root container 1048576 open files and
-// 4194304 processes; where root cannot raise its hard limits (no
-// CAP_SYS_RESOURCE, as in this CI's container) runc then fails with "error
-// setting rlimit type 7 (6): operation not permitted". Limits below the
-// hard ones work everywhere.
-var podmanRunFlags = []string{"--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--cap-add", "mknod"}
+var podmanRunFlags = podmantest.RunFlags
 
 // podmanBase is the busybox fixture as podman names it after a load.
 const podmanBase = "localhost/snap-fixture/busybox:1"
 
 func startPodman(t *testing.T) *podman {
 	t.Helper()
-	testenv.Root(t, "podman's overlay storage")
-	bin := testenv.Tool(t, "podman")
-	dir, err := os.MkdirTemp("", "snap-podman-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &podman{t: t, dir: dir, sock: "unix://" + filepath.Join(dir, "podman.sock")}
-	root, runroot, tmp := filepath.Join(dir, "root"), filepath.Join(dir, "runroot"), filepath.Join(dir, "tmp")
-	for _, d := range []string{root, runroot, tmp} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", root, runroot)
-	engine := fmt.Sprintf("[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = %q\ntmp_dir = %q\n",
-		filepath.Join(dir, "events.log"), tmp)
-	for name, body := range map[string]string{"storage.conf": storage, "containers.conf": engine} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Setenv("CONTAINERS_STORAGE_CONF", filepath.Join(dir, "storage.conf"))
-	t.Setenv("CONTAINERS_CONF", filepath.Join(dir, "containers.conf"))
-	os.Unsetenv("CONTAINER_HOST")
-	p.args = []string{bin, "--root", root, "--runroot", runroot, "--storage-driver", "overlay", "--tmpdir", tmp,
-		"--cgroup-manager", "cgroupfs", "--events-backend", "file"}
-	svc := exec.Command(p.args[0], append(p.args[1:], "system", "service", "--time=0", p.sock)...)
-	var svcErr bytes.Buffer
-	svc.Stderr = &svcErr
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.run("rm", "-a", "-f", "-t", "0")
-		svc.Process.Kill()
-		svc.Wait()
-		// podman leaves its overlay mounts (the image's and a container's
-		// merged dir) mounted; unmount before removing.
-		exec.Command("sh", "-c", "grep -o ' "+dir+"[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l").Run()
-		os.RemoveAll(dir)
-	})
-	for i := 0; ; i++ {
-		if _, err := os.Stat(strings.TrimPrefix(p.sock, "unix://")); err == nil {
-			break
-		}
-		if i == 300 {
-			t.Fatalf("podman system service did not listen on %s: %s", p.sock, svcErr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pt := podmantest.Start(t)
+	p := &podman{Podman: pt, t: t, dir: pt.Dir, sock: pt.Sock}
+	dir := p.dir
 	// The base, from snap's own store through `snap save` and `podman load`.
 	base, store := filepath.Join(dir, "base"), filepath.Join(dir, "snapstore")
 	if err := fixtures.Base(base); err != nil {
@@ -107,18 +52,7 @@ func startPodman(t *testing.T) *podman {
 	return p
 }
 
-func (p *podman) run(args ...string) (string, error) {
-	c := exec.Command(p.args[0], append(p.args[1:], args...)...)
-	// With CONTAINER_HOST set the podman CLI is a remote client.
-	c.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "CONTAINER_HOST=") })
-	var stderr bytes.Buffer
-	c.Stderr = &stderr
-	out, err := c.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("podman %v: %w: %s", args, err, stderr.String())
-	}
-	return string(out), nil
-}
+func (p *podman) run(args ...string) (string, error) { return p.Run(args...) }
 
 func (p *podman) must(args ...string) string {
 	p.t.Helper()
