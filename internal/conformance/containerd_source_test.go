@@ -77,6 +77,7 @@ func withoutRun(es []Entry) []Entry {
 // rootfs mode, and must give the same filesystem once applied.
 func TestContainerdConformance(t *testing.T) {
 	d, image := containerdWithBase(t, "k8s.io", "default")
+	t.Setenv("CONTAINERD_ADDRESS", d.Address) // for the snap commands
 	root := filepath.Join(t.TempDir(), "store")
 	st, err := store.Open(root)
 	if err != nil {
@@ -120,6 +121,8 @@ func TestContainerdConformance(t *testing.T) {
 				t.Error(diff)
 			}
 			checkSnapOnly(t, se, sc.snapOnly)
+			// --squash: the normal commit's layers, flattened.
+			squashEqualsLayers(t, root, "containerd://"+ns+"/"+id, "ctd-"+sc.name)
 
 			t.Run("native", func(t *testing.T) {
 				nid := id + "-native"

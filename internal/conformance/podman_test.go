@@ -215,6 +215,8 @@ func TestPodmanConformance(t *testing.T) {
 			if sorted(got) != sorted(want) {
 				t.Errorf("snap diff podman://%s\n%s\npodman diff:\n%s", name, got, want)
 			}
+			// --squash: the normal commit's layers, flattened.
+			squashEqualsLayers(t, store, "podman://"+name, "pod-"+sc.name, "-H", p.sock)
 		})
 	}
 }
