@@ -32,6 +32,9 @@ type Options struct {
 	// DataRoot is dockerd's --data-root; empty: a dir in the daemon's temp
 	// dir. For btrfs the loop-mounted filesystem is mounted there.
 	DataRoot string
+	// BtrfsSize is the size of the btrfs filesystem; zero: 2 GiB. Sparse:
+	// only what the layers use takes disk space.
+	BtrfsSize int64
 }
 
 // Daemon is one running private dockerd.
@@ -40,6 +43,8 @@ type Daemon struct {
 	DataRoot string
 	Driver   string
 	Dir      string // sockets, logs, exec root, and the data root unless given
+
+	btrfsSize int64
 
 	dockerd, containerd         *exec.Cmd
 	dockerdExit, containerdExit chan struct{} // closed once waited for
@@ -74,7 +79,10 @@ func Start(t testing.TB, o Options) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{Dir: dir, Driver: o.Driver, DataRoot: o.DataRoot, Host: "unix://" + filepath.Join(dir, "docker.sock")}
+	d := &Daemon{Dir: dir, Driver: o.Driver, DataRoot: o.DataRoot, Host: "unix://" + filepath.Join(dir, "docker.sock"), btrfsSize: o.BtrfsSize}
+	if d.btrfsSize == 0 {
+		d.btrfsSize = 2 << 30
+	}
 	if d.DataRoot == "" {
 		d.DataRoot = filepath.Join(dir, "data")
 	}
@@ -126,11 +134,10 @@ func (d *Daemon) Must(t testing.TB, args ...string) string {
 
 func (d *Daemon) mountBtrfs() error {
 	img := filepath.Join(d.Dir, "btrfs.img")
-	// Sparse: only what the layers use takes disk space.
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		return err
 	}
-	if err := os.Truncate(img, 2<<30); err != nil {
+	if err := os.Truncate(img, d.btrfsSize); err != nil {
 		return err
 	}
 	if out, err := exec.Command("mkfs.btrfs", "-q", img).CombinedOutput(); err != nil {
