@@ -5,18 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
 
 	units "github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"snap/container"
+	"snap/internal/fdpath"
 )
 
 // minMemory is the smallest --memory docker takes (6MB): below it a
@@ -126,30 +124,13 @@ const maxProfile = 4 << 20
 // errNotProfile is returned (wrapped) for a profile path snap will not read.
 var errNotProfile = errors.New("not a regular file of at most 4 MiB")
 
-// readProfile reads a seccomp profile: a regular file, bounded. A FIFO
-// would block the open and the read forever (a signal cannot end snap
-// there), /dev/zero would be read until memory ran out.
+// readProfile reads a seccomp profile: a regular file, bounded.
 func readProfile(name string) ([]byte, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxProfile {
+	b, err := fdpath.ReadRegular(name, maxProfile)
+	if errors.Is(err, fdpath.ErrNotRegular) {
 		return nil, errNotProfile
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxProfile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxProfile {
-		return nil, errNotProfile
-	}
-	return b, nil
+	return b, err
 }
 
 // nanoCPUs parses --cpus exactly (1.5 is 1500000000), as docker does,

@@ -11,10 +11,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"snap/internal/fdpath"
 )
 
 // newTransport is the HTTP transport for registry reg: TLS that trusts the
@@ -61,7 +62,7 @@ func loadCerts(cfg *tls.Config, dir, reg string) error {
 		p := filepath.Join(d, e.Name())
 		switch {
 		case strings.HasSuffix(e.Name(), ".crt"):
-			pem, err := readSmall(p)
+			pem, err := fdpath.ReadRegular(p, 1<<20)
 			if err != nil {
 				return fmt.Errorf("registry %s: CA %s: %w", reg, p, err)
 			}
@@ -83,30 +84,6 @@ func loadCerts(cfg *tls.Config, dir, reg string) error {
 		}
 	}
 	return nil
-}
-
-// readSmall reads a regular file of at most 1 MiB (a FIFO or a device
-// planted in certs.d must not hang or flood the client).
-func readSmall(p string) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file")
-	}
-	if fi.Size() > 1<<20 {
-		return nil, fmt.Errorf("larger than 1 MiB")
-	}
-	b := make([]byte, fi.Size())
-	_, err = f.ReadAt(b, 0)
-	return b, err
 }
 
 // guard refuses plain HTTP to registries where docker refuses it:
