@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/opencontainers/go-digest"
@@ -477,5 +479,67 @@ func TestLoginLogout(t *testing.T) {
 	}
 	if had, err := Logout(host); err != nil || had {
 		t.Errorf("second logout: %v %v", had, err)
+	}
+}
+
+// An interrupted pull resumes: the layers that arrived are not fetched
+// again. The registry holds the second layer back until the pull is
+// cancelled, after the first one was stored.
+func TestPullResumesAfterAnInterruption(t *testing.T) {
+	src := newStore(t)
+	img := addImage(t, src, "app:1", "", compression.Gzip, "first layer", "second layer")
+	first, second := img.Manifest.Layers[0].Digest, img.Manifest.Layers[1].Digest
+	var hold atomic.Bool
+	hold.Store(true)
+	var gets sync.Map // digest -> *atomic.Int32
+	count := func(d digest.Digest) int32 {
+		n, _ := gets.LoadOrStore(d, new(atomic.Int32))
+		return n.(*atomic.Int32).Load()
+	}
+	reg := newFakeRegistry(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
+		for _, d := range []digest.Digest{first, second} {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d.String()) {
+				n, _ := gets.LoadOrStore(d, new(atomic.Int32))
+				n.(*atomic.Int32).Add(1)
+				if d == second && hold.Load() {
+					<-r.Context().Done() // held until the client gives up
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if _, err := Push(context.Background(), src, "app:1", reg.host+"/x/app:1", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Pull(ctx, dst, reg.host+"/x/app:1", Options{})
+		done <- err
+	}()
+	for !dst.HasBlob(first) {
+		select {
+		case err := <-done:
+			t.Fatalf("the pull ended before it was interrupted: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted pull: %v", err)
+	}
+	if imgs, _ := dst.Images(); len(imgs) != 0 {
+		t.Fatalf("an interrupted pull stored %d images", len(imgs))
+	}
+	hold.Store(false)
+	before := count(first)
+	p, err := Pull(context.Background(), dst, reg.host+"/x/app:1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(first) - before; n != 0 || p.Downloaded != 1 || p.Image.ID != img.ID {
+		t.Errorf("the resumed pull fetched the stored layer %d times, downloaded %d layers (want 0 and 1), ID %s", n, p.Downloaded, p.Image.ID)
 	}
 }
