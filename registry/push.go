@@ -155,7 +155,7 @@ func outgoing(ctx context.Context, st *store.Store, l ocispec.Descriptor, diffID
 	}
 	id := shortID(l.Digest.Encoded())
 	sink.Update(progress.Event{ID: id, Status: "Compressing"})
-	d, err := compressBlob(ctx, st, l.Digest, comp)
+	d, err := st.CompressBlob(ctx, l.Digest, comp)
 	if err != nil {
 		return nil, err
 	}
@@ -164,36 +164,6 @@ func outgoing(ctx context.Context, st *store.Store, l ocispec.Descriptor, diffID
 	}
 	sl.desc, sl.source = d, d.Digest
 	return sl, nil
-}
-
-// compressBlob stores the uncompressed blob plain compressed as comp.
-func compressBlob(ctx context.Context, st *store.Store, plain digest.Digest, comp compression.Compression) (ocispec.Descriptor, error) {
-	rc, err := st.OpenBlob(plain)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	defer rc.Close()
-	bw, err := st.NewBlob()
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	defer bw.Abort()
-	cw, err := compression.NewWriter(bw, comp)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	if _, err := io.Copy(cw, ctxReader{ctx, rc}); err != nil {
-		compression.Abort(cw)
-		return ocispec.Descriptor{}, err
-	}
-	if err := cw.Close(); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	d, err := bw.Commit()
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	return ocispec.Descriptor{MediaType: comp.MediaType(), Digest: d, Size: bw.Size()}, nil
 }
 
 // pushLayers uploads the layers the repository lacks, at most as many at
@@ -424,17 +394,4 @@ func (o *outImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 		return l, nil
 	}
 	return nil, fmt.Errorf("blob %s: %w", h, ErrNotFound)
-}
-
-// ctxReader ends a read once ctx is done, so a long copy stops on a signal.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

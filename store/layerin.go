@@ -162,16 +162,8 @@ func (s *Store) copyLayer(ctx context.Context, r io.Reader, l ocispec.Descriptor
 	default:
 		return ocispec.Descriptor{}, fmt.Errorf("compressed in a way OCI layers cannot be (bzip2 or xz)")
 	}
-	dec, err := compression.NewReader(br)
+	_, scan, err := scanBlob(br)
 	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	scan, err := scanTar(dec)
-	dec.Close()
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	if _, err := io.Copy(io.Discard, br); err != nil { // what the decompressor left
 		return ocispec.Descriptor{}, err
 	}
 	// The blob writer is the stream's one hasher.
@@ -241,23 +233,66 @@ func (s *Store) LayerDescriptor(ctx context.Context, d, diffID digest.Digest) (o
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	br := bufio.NewReader(ctxReader{ctx, rc})
-	magic, _ := br.Peek(10)
-	c := compression.Detect(magic)
-	dec, err := compression.NewReader(br)
+	c, scan, err := scanBlob(bufio.NewReader(ctxReader{ctx, rc}))
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
-	}
-	scan, err := scanTar(dec)
-	dec.Close()
-	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
-	}
-	if _, err := io.Copy(io.Discard, br); err != nil { // to the end, where the digest is checked
 		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
 	}
 	if err := checkDiffID(scan.diffID, diffID); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", d, err)
 	}
 	return ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: fi.Size(), Annotations: scan.annotate(nil)}, nil
+}
+
+// scanBlob reads a layer blob to its very end (where a reader that checks
+// its digest does so): how it is compressed and what its tar holds.
+func scanBlob(br *bufio.Reader) (compression.Compression, layerScan, error) {
+	magic, _ := br.Peek(10)
+	c := compression.Detect(magic)
+	dec, err := compression.NewReader(br)
+	if err != nil {
+		return c, layerScan{}, err
+	}
+	scan, err := scanTar(dec)
+	dec.Close()
+	if err != nil {
+		return c, scan, err
+	}
+	_, err = io.Copy(io.Discard, br) // what the decompressor left
+	return c, scan, err
+}
+
+// CompressBlob stores the blob plain (an uncompressed layer) compressed as
+// comp and returns the new blob's descriptor. The writers are deterministic:
+// the same blob compresses to the same digest every time. The caller holds
+// a Lease until an image or a push no longer needs the new blob.
+func (s *Store) CompressBlob(ctx context.Context, plain digest.Digest, comp compression.Compression) (ocispec.Descriptor, error) {
+	rc, err := s.OpenBlob(plain)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer rc.Close()
+	bw, err := s.NewBlob()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer bw.Abort()
+	cw, err := compression.NewWriter(bw, comp)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if cw == nil {
+		return ocispec.Descriptor{}, fmt.Errorf("blob %s: compress as %q: no compression", plain, comp)
+	}
+	if _, err := io.Copy(cw, ctxReader{ctx, rc}); err != nil {
+		compression.Abort(cw)
+		return ocispec.Descriptor{}, err
+	}
+	if err := cw.Close(); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	d, err := bw.Commit()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return ocispec.Descriptor{MediaType: comp.MediaType(), Digest: d, Size: bw.Size()}, nil
 }
