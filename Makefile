@@ -78,12 +78,12 @@ test: build vet cross
 # of those whose tests do not reach the runtime. The runtime itself
 # (container/, cli/, cmd/snap) needs cgo: libcontainer's nsenter and userns
 # helpers are C.
-LIBPKGS := ./diff ./store ./sourcing ./commit ./history ./registry ./progress
+LIBPKGS := ./diff ./store ./sourcing ./commit ./history ./registry ./progress ./drift
 .PHONY: cross
 cross:
 	for arch in arm64 arm; do \
 		CGO_ENABLED=0 GOARCH=$$arch $(GO) build $(LIBPKGS) && \
-		CGO_ENABLED=0 GOARCH=$$arch $(GO) vet ./diff ./sourcing ./commit ./history || exit 1; \
+		CGO_ENABLED=0 GOARCH=$$arch $(GO) vet ./diff ./sourcing ./commit ./history ./drift || exit 1; \
 	done
 
 fuzz:
