@@ -29,7 +29,7 @@ func checkCall(c *cli.Context) error {
 // name repeats (rmi IMAGE...). For run, create and exec only the arguments
 // before the container's command are names.
 var argNames = map[string][]string{
-	"commit": {"container name", "image name"}, "diff": {"container name"},
+	"commit": {"container name", "image name"}, "diff": {"container name", "image name"},
 	"history": {"image name"}, "inspect": {"image name"}, "rmi": {"image name"}, "save": {"image name"},
 	"tag": {"image name", "new image name"}, "import": {"file name", "image name"},
 	"run": {"image name"}, "create": {"image name"}, "exec": {"container name"},
@@ -68,6 +68,9 @@ func needsRoot(c *cli.Context) (string, bool) {
 	case "layer":
 		return upperNeedsRoot(c)
 	case "commit", "diff":
+		if c.Command.Name == "diff" && c.NArg() == 2 {
+			return "", false // two images: the store's blobs only
+		}
 		if c.NArg() == 0 {
 			return upperNeedsRoot(c)
 		}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,9 @@ import (
 
 	"snap/compression"
 	"snap/diff"
+	"snap/drift"
 	"snap/sourcing"
+	"snap/store"
 )
 
 func sourceFlags() []cli.Flag {
@@ -219,19 +222,29 @@ func resolveOutput(path string) (string, os.FileInfo, error) {
 
 func diffCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "diff",
-		Usage:     "list changed paths like docker diff",
-		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE]\nsnap diff (--upper DIR | --rootfs DIR) [--lower DIR]...",
+		Name:  "diff",
+		Usage: "list changed paths like docker diff, or what differs between two images",
+		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE] [--format json]\n" +
+			"snap diff IMAGE IMAGE [--format json]\n" +
+			"snap diff (--upper DIR | --rootfs DIR) [--lower DIR]... [--format json]",
 		Flags: append(sourceFlags(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// or plain runc rootfs was made from"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`"},
+			&cli.StringFlag{Name: "format", Usage: "'json' for a JSON array of {Kind, Path, Type, Size, OldSize}"},
 			hostFlag(),
 		),
 		Action: func(c *cli.Context) error {
-			var src diff.Walker
-			if c.NArg() > 1 {
-				return usagef("diff takes one CONTAINER")
+			asJSON, err := diffFormat(c.String("format"))
+			if err != nil {
+				return err
 			}
+			if c.NArg() > 2 {
+				return usagef("diff takes one CONTAINER or two IMAGEs")
+			}
+			if c.NArg() == 2 {
+				return imageDrift(c, asJSON)
+			}
+			var src diff.Walker
 			if c.NArg() == 1 {
 				// Like docker diff: the container is read, not paused.
 				cs, err := parseSource(c, c.Args().First())
@@ -267,12 +280,100 @@ func diffCommand() *cli.Command {
 					src = w.Merged()
 				}
 			}
-			return src.Walk(c.Context, func(ch diff.Change) error {
-				_, err := fmt.Fprintln(c.App.Writer, ch)
-				return err
+			if !asJSON {
+				return src.Walk(c.Context, func(ch diff.Change) error {
+					_, err := fmt.Fprintln(c.App.Writer, ch)
+					return err
+				})
+			}
+			var out []drift.Change
+			err = src.Walk(c.Context, func(ch diff.Change) error {
+				out = append(out, driftChange(ch))
+				return nil
 			})
+			if err != nil {
+				return err
+			}
+			return writeChangesJSON(c.App.Writer, out)
 		},
 	}
+}
+
+func diffFormat(f string) (asJSON bool, err error) {
+	switch f {
+	case "", "text":
+		return false, nil
+	case "json":
+		return true, nil
+	}
+	return false, usagef("diff format %q: want json (or text, the default)", f)
+}
+
+// imageDrift is snap diff IMAGE IMAGE: what differs from the first image's
+// filesystem to the second's.
+func imageDrift(c *cli.Context, asJSON bool) error {
+	for _, f := range []string{"upper", "rootfs", "lower", "base"} {
+		if c.IsSet(f) {
+			return usagef("diff IMAGE IMAGE takes no --%s", f)
+		}
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	var imgs [2]*store.Image
+	for i, name := range c.Args().Slice() {
+		if imgs[i], err = st.Lookup(name); err != nil {
+			return err
+		}
+	}
+	changes, err := drift.Compare(c.Context, st, imgs[0], imgs[1])
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeChangesJSON(c.App.Writer, changes)
+	}
+	for _, ch := range changes {
+		if _, err := fmt.Fprintln(c.App.Writer, ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// driftChange is a container's change as --format json shows it: the
+// size of a regular file that is there; a walker knows no old size.
+func driftChange(ch diff.Change) drift.Change {
+	out := drift.Change{Kind: drift.Kind(ch.Kind), Path: "/" + ch.Path, Size: drift.NoSize, OldSize: drift.NoSize}
+	if ch.Kind == diff.Deleted || ch.Info == nil {
+		return out
+	}
+	switch m := ch.Info.Mode(); {
+	case m.IsRegular():
+		out.Type, out.Size = drift.TypeFile, ch.Info.Size()
+	case m.IsDir():
+		out.Type = drift.TypeDir
+	case m&fs.ModeSymlink != 0:
+		out.Type = drift.TypeSymlink
+	case m&fs.ModeCharDevice != 0:
+		out.Type = drift.TypeChar
+	case m&fs.ModeDevice != 0:
+		out.Type = drift.TypeBlock
+	case m&fs.ModeNamedPipe != 0:
+		out.Type = drift.TypeFifo
+	}
+	return out
+}
+
+// writeChangesJSON writes the changes as one JSON array ([] for none).
+func writeChangesJSON(w io.Writer, changes []drift.Change) error {
+	if changes == nil {
+		changes = []drift.Change{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // paths as they are: <, > and & are no HTML here
+	return enc.Encode(changes)
 }
 
 func isTerminal(w io.Writer) bool {
