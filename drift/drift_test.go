@@ -3,7 +3,9 @@ package drift
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -456,5 +458,32 @@ func TestCorruptLayer(t *testing.T) {
 	_, err = Compare(t.Context(), st, empty, lie)
 	if !errors.Is(err, store.ErrCorrupt) {
 		t.Errorf("diff_id mismatch: %v, want ErrCorrupt", err)
+	}
+
+	// A blob whose bytes changed on disk (still a tar, so only the
+	// digest check can tell).
+	p, err := st.BlobPath(b.Manifest.Layers[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, layerTar(t, file("x", "z")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Compare(t.Context(), st, a, b)
+	var le *LayerError
+	if !errors.Is(err, store.ErrCorrupt) || !errors.As(err, &le) || le.Image != "b:1" || le.Layer != b.Manifest.Layers[0].Digest {
+		t.Errorf("corrupt blob: %v, want ErrCorrupt naming b:1 and its layer", err)
+	}
+}
+
+// A cancelled comparison stops with the context's error.
+func TestCompareCancelled(t *testing.T) {
+	st := openStore(t)
+	a := putImage(t, st, "a:1", compression.Gzip, layerTar(t, file("x", "x")))
+	b := putImage(t, st, "b:1", compression.Gzip, layerTar(t, file("x", "y")))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := Compare(ctx, st, a, b); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
 	}
 }
