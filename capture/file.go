@@ -409,10 +409,14 @@ func scalar(n *yaml.Node, what string) (string, error) {
 	if n.Kind != yaml.ScalarNode {
 		return "", fmt.Errorf("line %d: %s: %s, not a string", n.Line, what, kindName(n))
 	}
-	if n.Tag == "!!null" {
+	switch n.Tag {
+	case "!!null":
 		return "", nil
+	case "!!str", "!!int", "!!float", "!!bool", "!!timestamp", "":
+		return n.Value, nil
 	}
-	return n.Value, nil
+	// !!binary would be taken as its base64, a local tag as nothing.
+	return "", fmt.Errorf("line %d: %s: a value tagged %s", n.Line, what, n.Tag)
 }
 
 func boolean(n *yaml.Node, what string) (bool, error) {

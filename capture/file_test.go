@@ -187,6 +187,8 @@ func TestParseRefuses(t *testing.T) {
 		{"vars name", "base: b\nvars: {'A-B': 1}\n", `vars: "A-B" is not a variable name`},
 		{"vars list", "base: b\nvars: [a]\n", "vars: a list, not a mapping"},
 		{"merge key", "base: b\ncommit: &c {author: a}\nx: *c\n", `unknown key "x"`},
+		{"binary", "base: !!binary aGk=\n", "line 1: base: a value tagged !!binary"},
+		{"local tag", "base: b\nsteps:\n- run: !shell ls\n", "a value tagged !shell"},
 		{"too big", "base: b\n#" + strings.Repeat("x", MaxFileSize), "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
