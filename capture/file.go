@@ -447,7 +447,7 @@ func stringList(n *yaml.Node, what string) ([]string, error) {
 	return l, nil
 }
 
-// stringMap is a mapping of scalars, in the file's order as pairs.
+// stringPairs is a mapping of scalars, as pairs in the file's order.
 func stringPairs(n *yaml.Node, what string) ([][2]string, error) {
 	n = resolve(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
