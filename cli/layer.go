@@ -221,8 +221,9 @@ func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
 		Usage:     "list changed paths like docker diff",
-		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE]\nsnap diff (--upper DIR | --rootfs DIR) [--lower DIR]...",
+		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE] [--exclude GLOB]...\nsnap diff (--upper DIR | --rootfs DIR) [--lower DIR]... [--exclude GLOB]...",
 		Flags: append(sourceFlags(),
+			excludeFlag(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// or plain runc rootfs was made from"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`"},
 			hostFlag(),
@@ -231,6 +232,15 @@ func diffCommand() *cli.Command {
 			var src diff.Walker
 			if c.NArg() > 1 {
 				return usagef("diff takes one CONTAINER")
+			}
+			// What a commit with the same rules leaves out is not listed.
+			exclude, err := excludeRules(c)
+			if err != nil {
+				return err
+			}
+			rules, err := diff.CompileRules(exclude)
+			if err != nil {
+				return err
 			}
 			if c.NArg() == 1 {
 				// Like docker diff: the container is read, not paused.
@@ -267,6 +277,7 @@ func diffCommand() *cli.Command {
 					src = w.Merged()
 				}
 			}
+			src = diff.Filter(src, rules)
 			return src.Walk(c.Context, func(ch diff.Change) error {
 				_, err := fmt.Fprintln(c.App.Writer, ch)
 				return err
