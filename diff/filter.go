@@ -17,8 +17,9 @@ const (
 	// base has it), a directory goes with everything beneath it.
 	Omit Action = iota
 	// Truncate writes a regular file as an empty one, its mode, owner,
-	// times and xattrs kept (a log emptied, a machine ID reset). Anything
-	// else (directory, symlink, device, fifo) is written as it is.
+	// times and xattrs kept (a log emptied, a machine ID reset); its
+	// content is never read. Anything else (directory, symlink, device,
+	// fifo) is written as it is, and a deletion is recorded as usual.
 	Truncate
 )
 
