@@ -175,30 +175,31 @@ func (c compiled) covers(segs []string) bool {
 }
 
 // matchSegs matches pattern segments against path segments; `**` takes any
-// number of segments, at least one when it ends the pattern.
+// number of segments, at least one when it ends the pattern. It is a table
+// over (pattern, path) positions, so a pattern of many `**` costs
+// len(pat)*len(segs), never an exponential backtrack.
 func matchSegs(pat, segs []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			rest := pat[1:]
-			if len(rest) == 0 {
-				return len(segs) > 0
+	// ok[j]: pat[i:] matches segs[j:], for the i of the loop; next: i+1.
+	next := make([]bool, len(segs)+1)
+	ok := make([]bool, len(segs)+1)
+	next[len(segs)] = true // the empty pattern matches the empty path
+	for i := len(pat) - 1; i >= 0; i-- {
+		for j := len(segs); j >= 0; j-- {
+			switch {
+			case pat[i] == "**" && i == len(pat)-1:
+				ok[j] = j < len(segs)
+			case pat[i] == "**":
+				ok[j] = next[j] || (j < len(segs) && ok[j+1])
+			case j == len(segs):
+				ok[j] = false
+			default:
+				m, _ := path.Match(pat[i], segs[j])
+				ok[j] = m && next[j+1]
 			}
-			for i := 0; i <= len(segs); i++ {
-				if matchSegs(rest, segs[i:]) {
-					return true
-				}
-			}
-			return false
 		}
-		if len(segs) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], segs[0]); !ok {
-			return false
-		}
-		pat, segs = pat[1:], segs[1:]
+		next, ok = ok, next
 	}
-	return len(segs) == 0
+	return next[0]
 }
 
 // Filter applies rules to the changes of w. With no rules it returns w

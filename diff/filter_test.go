@@ -388,3 +388,17 @@ func TestTruncateSwappedAfterTheWalk(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesManyDoubleStars: a pattern of many `**` segments matches in
+// time proportional to its length times the path's, not exponential.
+func TestRulesManyDoubleStars(t *testing.T) {
+	pat := "/" + strings.Repeat("**/*/", 30) + "x"
+	deep := strings.Repeat("d/", 80) + "y"
+	r := mustRules(t, Rule{pat, Omit})
+	if _, ok := r.Match(deep); ok {
+		t.Errorf("%s covers %s", pat, deep)
+	}
+	if _, ok := r.Match(strings.Repeat("d/", 80) + "x"); !ok {
+		t.Errorf("%s does not cover .../x", pat)
+	}
+}
