@@ -14,6 +14,7 @@ import (
 
 	"snap/commit"
 	"snap/compression"
+	"snap/diff"
 	"snap/history"
 	"snap/source"
 	"snap/sourcing"
@@ -40,10 +41,34 @@ func commitOptions(c *cli.Context) (commit.Options, error) {
 	if err != nil {
 		return commit.Options{}, err
 	}
+	exclude, err := excludeRules(c)
+	if err != nil {
+		return commit.Options{}, err
+	}
 	return commit.Options{
 		Author: c.String("author"), Message: c.String("message"), Changes: c.StringSlice("change"),
 		Compression: lo.Compression, SourceDateEpoch: lo.SourceDateEpoch, Squash: c.Bool("squash"),
+		Exclude: exclude,
 	}, nil
+}
+
+// excludeFlag is --exclude: paths a commit leaves out (moby#12594 asked
+// docker commit for it in 2015; docker never shipped it).
+func excludeFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "exclude", Usage: "leave out the paths the `GLOB` covers (absolute; *, ?, [...], ** for any depth; repeat)"}
+}
+
+// excludeRules reads --exclude as omit rules, checked before anything is
+// opened or made: a bad pattern is one line naming it.
+func excludeRules(c *cli.Context) ([]diff.Rule, error) {
+	var rules []diff.Rule
+	for _, p := range c.StringSlice("exclude") {
+		rules = append(rules, diff.Rule{Pattern: p, Action: diff.Omit})
+	}
+	if _, err := diff.CompileRules(rules); err != nil {
+		return nil, fmt.Errorf("--exclude: %w", err)
+	}
+	return rules, nil
 }
 
 func finishImage(c *cli.Context, img *store.Image) error {
@@ -92,10 +117,11 @@ func commitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "commit",
 		Usage:     "create a new image from a container's changes",
-		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [-H SOCKET] [--base IMAGE] [--squash] [--iidfile FILE] [--push] CONTAINER [REPO[:TAG]] [--to-docker]",
+		UsageText: "snap commit [-a AUTHOR] [-m MESSAGE] [-c INSTRUCTION]... [-p=false] [-H SOCKET] [--base IMAGE] [--squash] [--exclude GLOB]... [--iidfile FILE] [--push] CONTAINER [REPO[:TAG]] [--to-docker]",
 		Flags: append(append(commitFlags(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// rootfs was made from"},
 			&cli.BoolFlag{Name: "squash", Usage: "one layer holding the whole filesystem"},
+			excludeFlag(),
 			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause the container during the commit"},
 			&cli.BoolFlag{Name: "to-docker", Usage: "also load the new image into the docker engine"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`, for runc:// containers"},

@@ -224,10 +224,11 @@ func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "diff",
 		Usage: "list changed paths like docker diff, or what differs between two images",
-		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE] [--format json]\n" +
+		UsageText: "snap diff CONTAINER [-H SOCKET] [--base IMAGE] [--exclude GLOB]... [--format json]\n" +
 			"snap diff IMAGE IMAGE [--format json]\n" +
-			"snap diff (--upper DIR | --rootfs DIR) [--lower DIR]... [--format json]",
+			"snap diff (--upper DIR | --rootfs DIR) [--lower DIR]... [--exclude GLOB]... [--format json]",
 		Flags: append(sourceFlags(),
+			excludeFlag(),
 			&cli.StringFlag{Name: "base", Usage: "the `IMAGE` a dir:// or plain runc rootfs was made from"},
 			&cli.StringFlag{Name: "runc-root", Value: "/run/runc", Usage: "runc's state `DIR`"},
 			&cli.StringFlag{Name: "format", Usage: "'json' for a JSON array of {Kind, Path, Type, Size, OldSize}"},
@@ -243,6 +244,15 @@ func diffCommand() *cli.Command {
 			}
 			if c.NArg() == 2 {
 				return imageDrift(c, asJSON)
+			}
+			// What a commit with the same rules leaves out is not listed.
+			exclude, err := excludeRules(c)
+			if err != nil {
+				return err
+			}
+			rules, err := diff.CompileRules(exclude)
+			if err != nil {
+				return err
 			}
 			var src diff.Walker
 			if c.NArg() == 1 {
@@ -280,6 +290,7 @@ func diffCommand() *cli.Command {
 					src = w.Merged()
 				}
 			}
+			src = diff.Filter(src, rules)
 			if !asJSON {
 				return src.Walk(c.Context, func(ch diff.Change) error {
 					_, err := fmt.Fprintln(c.App.Writer, ch)

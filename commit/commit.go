@@ -47,6 +47,17 @@ type Options struct {
 	// Progress, if set, receives a status line every 200 ms while the layer
 	// is written ("\r"-refreshed, for a terminal).
 	Progress io.Writer
+	// Exclude filters the layer (diff.Filter): omitted paths never enter
+	// it, truncated files are written empty. With Squash, what the base
+	// holds under an omitted path stays as the base has it: the filtered
+	// layer is flattened onto the base's layers.
+	Exclude []diff.Rule
+	// CreatedBy, when set, is the history entry's created_by instead of
+	// the source's (a container's command).
+	CreatedBy string
+	// Annotations go on the new image's manifest; the image ID (the
+	// config's digest) does not depend on them.
+	Annotations map[string]string
 }
 
 // Commit writes a new image from src into st and returns it.
@@ -56,6 +67,10 @@ func Commit(ctx context.Context, st *store.Store, src sourcing.Source, opts Opti
 		return nil, err
 	}
 	opts.Compression = opts.layerCompression()
+	rules, err := diff.CompileRules(opts.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", src, err)
+	}
 	// The lease spans the whole write: the layer blob is unreachable from
 	// the index until Put tags the image, and a prune in between would take it.
 	lease, err := st.Lease(ctx)
@@ -83,14 +98,14 @@ func Commit(ctx context.Context, st *store.Store, src sourcing.Source, opts Opti
 			err = fmt.Errorf("commit %s: %w", src, cerr)
 		}
 	}()
-	img, err = build(ctx, st, o, opts, tags, release)
+	img, err = build(ctx, st, o, opts, rules, tags, release)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", src, err)
 	}
 	return img, nil
 }
 
-func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Options, tags []string, release func() error) (*store.Image, error) {
+func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Options, rules *diff.Rules, tags []string, release func() error) (*store.Image, error) {
 	created := opts.createdAt()
 	var cfg dockerspec.DockerOCIImage
 	var layers []ocispec.Descriptor
@@ -109,8 +124,10 @@ func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Option
 	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
 		return nil, err
 	}
-	changes := o.Changes
-	sq, whole := o.Changes.(sourcing.Squasher)
+	// A filtered walker is no Squasher (see diff.Filter): a squash with
+	// rules takes the flatten path below.
+	changes := diff.Filter(o.Changes, rules)
+	sq, whole := changes.(sourcing.Squasher)
 	if opts.Squash && whole {
 		changes = sq.Whole()
 	}
@@ -144,10 +161,14 @@ func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Option
 	}
 	cfg.Created = &created
 	cfg.Author = opts.Author
+	createdBy := o.CreatedBy
+	if opts.CreatedBy != "" {
+		createdBy = opts.CreatedBy
+	}
 	cfg.History = append(cfg.History, ocispec.History{
 		Created:    &created,
 		Author:     opts.Author,
-		CreatedBy:  o.CreatedBy,
+		CreatedBy:  createdBy,
 		Comment:    opts.Message,
 		EmptyLayer: empty,
 	})
@@ -155,7 +176,11 @@ func build(ctx context.Context, st *store.Store, o *sourcing.Opened, opts Option
 	if err != nil {
 		return nil, err
 	}
-	return st.Put(raw, layers, tags)
+	imgs, err := st.PutAll(ctx, []store.NewImage{{Config: raw, Layers: layers, Tags: tags, Annotations: opts.Annotations}})
+	if err != nil {
+		return nil, err
+	}
+	return imgs[0], nil
 }
 
 // writeLayer streams the changes into a new blob. A walk that yields

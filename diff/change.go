@@ -39,6 +39,10 @@ type Change struct {
 	Info fs.FileInfo
 	// Opaque is set on a directory whose lower contents are hidden.
 	Opaque bool
+	// Empty writes a regular file as an empty one (size 0, its metadata
+	// kept): its content is never read. Filter sets it for Truncate rules;
+	// on anything but a regular file it means nothing.
+	Empty bool
 	// Xattrs are the xattrs the layer carries for the path, when the walker
 	// already read them (xattrsKnown); otherwise the writer reads them.
 	Xattrs      map[string]string
@@ -49,6 +53,10 @@ type Change struct {
 	// link is a symlink's target, when the walker already read it.
 	link      string
 	linkKnown bool
+	// carrier: a directory yielded only because something beneath it
+	// changed (see ancestors); Filter drops it when that something is
+	// omitted.
+	carrier bool
 	// WhiteoutInfo, for Deleted changes read from an overlay upper, is the
 	// whiteout device itself, so the tar entry keeps its owner and time as
 	// docker's does.
@@ -80,7 +88,10 @@ type ancestors struct {
 	pending []Change
 }
 
-func (a *ancestors) push(c Change) { a.pending = append(a.pending, c) }
+func (a *ancestors) push(c Change) {
+	c.carrier = true
+	a.pending = append(a.pending, c)
+}
 
 // pop drops the pending entry of the directory being left, if it never got emitted.
 func (a *ancestors) pop(p string) {

@@ -29,7 +29,7 @@ type pending struct {
 }
 
 func wantsPrefetch(c Change) bool {
-	return c.Kind != Deleted && c.Info != nil && c.Info.Mode().IsRegular() && c.Info.Size() > 0 && c.Info.Size() <= prefetchMax
+	return c.Kind != Deleted && !c.Empty && c.Info != nil && c.Info.Mode().IsRegular() && c.Info.Size() > 0 && c.Info.Size() <= prefetchMax
 }
 
 // walkAhead runs src.Walk and the read-ahead workers, and calls fn with each

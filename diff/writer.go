@@ -93,7 +93,13 @@ func WriteLayer(ctx context.Context, w io.Writer, src Walker, opts Options) (Res
 	}, nil
 }
 
-type inode struct{ dev, ino uint64 }
+// inode keys the hardlinks: files written empty are a group apart, so that
+// neither a kept file's content reaches a truncated path through a link
+// entry nor the other way round.
+type inode struct {
+	dev, ino uint64
+	empty    bool
+}
 
 type layerWriter struct {
 	ctx         context.Context // a large file is read in chunks: each checks it
@@ -218,8 +224,16 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 		h.Typeflag, h.Name = tar.TypeDir, c.Path+"/"
 	case syscall.S_IFREG:
 		h.Typeflag, h.Size = tar.TypeReg, st.Size
+		if c.Empty {
+			// Never opened: checked to still be the file the walk saw, as
+			// a read would check it, so a racing swap fails the same way.
+			if err := checkEmpty(c, st); err != nil {
+				return nil, fmt.Errorf("layer /%s: %w", c.Path, err)
+			}
+			h.Size = 0
+		}
 		if st.Nlink > 1 {
-			key := inode{uint64(st.Dev), st.Ino}
+			key := inode{uint64(st.Dev), st.Ino, c.Empty}
 			if first, ok := lw.links[key]; ok {
 				h.Typeflag, h.Size, h.Linkname = tar.TypeLink, 0, first
 			} else {
@@ -271,6 +285,31 @@ func (lw *layerWriter) header(c Change) (*tar.Header, error) {
 		}
 	}
 	return h, nil
+}
+
+// checkEmpty checks, without opening it (O_PATH: no fifo blocks, no
+// symlink is followed), that a file to be written empty is still the one
+// the walk saw.
+func checkEmpty(c Change, saw *syscall.Stat_t) error {
+	if c.tree == nil {
+		return nil
+	}
+	fd, err := openBeneath(c.tree.fd, c.Path, unix.O_PATH)
+	if err != nil {
+		if raceErrno(err) {
+			return changedErr(err)
+		}
+		return err
+	}
+	return closeErr(fd, checkFD(fd, saw))
+}
+
+// closeErr closes fd unless err says checkFD already did.
+func closeErr(fd int, err error) error {
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
 }
 
 // openContent opens a regular file's content: beneath the walk's root, as

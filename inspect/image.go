@@ -85,6 +85,7 @@ func ImageOf(st *store.Store, img *store.Image) (*Image, error) {
 		VirtualSize:     size,
 		GraphDriver:     GraphDriver{Name: Driver, Data: layerData(st, c.RootFS.DiffIDs)},
 		RootFS:          RootFS{Type: c.RootFS.Type, Layers: c.RootFS.DiffIDs},
+		Annotations:     img.Manifest.Annotations,
 		// Metadata.LastTagTime stays zero: snap keeps no time of tag moves
 		// (docker load leaves it zero too).
 	}

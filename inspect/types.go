@@ -34,6 +34,10 @@ type Image struct {
 	GraphDriver     GraphDriver
 	RootFS          RootFS
 	Metadata        ImageMetadata
+	// Annotations are the manifest's (provenance: org.opencontainers.image.*),
+	// shown as podman inspect shows them; docker's view has none, so the
+	// key is there only when the manifest has some.
+	Annotations map[string]string `json:",omitempty"`
 }
 
 // Config and the types below are docker's container.Config and its parts,

@@ -106,7 +106,7 @@ func pull(ctx context.Context, st *store.Store, s string, opts Options) (*Pulled
 	if tag != "" {
 		tags = []string{tag}
 	}
-	imgs, err := st.PutAll(ctx, []store.NewImage{{Config: m.rawConfig, Layers: descs, Tags: tags}})
+	imgs, err := st.PutAll(ctx, []store.NewImage{{Config: m.rawConfig, Layers: descs, Tags: tags, Annotations: m.annotations}})
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +128,9 @@ type checkedImage struct {
 	layers    []v1.Descriptor
 	diffIDs   []digest.Digest
 	rawConfig []byte
+	// annotations are the manifest's (provenance), kept in the store's
+	// manifest.
+	annotations map[string]string
 }
 
 // checkImage reads a registry image's manifest and config and refuses what
@@ -177,7 +180,7 @@ func checkImage(img v1.Image) (*checkedImage, error) {
 			return nil, fmt.Errorf("layer %s: size %d", l.Digest, l.Size)
 		}
 	}
-	return &checkedImage{layers: m.Layers, diffIDs: cfg.RootFS.DiffIDs, rawConfig: raw}, nil
+	return &checkedImage{layers: m.Layers, diffIDs: cfg.RootFS.DiffIDs, rawConfig: raw, annotations: m.Annotations}, nil
 }
 
 // pullLayers stores the image's layers, opts.Jobs at once, and returns their

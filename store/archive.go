@@ -46,6 +46,9 @@ type archiveImage struct {
 	config []byte
 	layers []archiveLayer
 	tags   []string
+	// annotations are the manifest's, where the format has a manifest of
+	// its own (OCI); docker's manifest.json has no place for them.
+	annotations map[string]string
 }
 
 // archiveLayer stores one layer of an archive; put refuses a layer whose
@@ -66,7 +69,7 @@ func stage(img archiveImage) (NewImage, error) {
 	if len(cfg.RootFS.DiffIDs) != len(img.layers) {
 		return NewImage{}, fmt.Errorf("archive config %s: %d diff_ids for %d layers", img.what, len(cfg.RootFS.DiffIDs), len(img.layers))
 	}
-	p := NewImage{Config: img.config}
+	p := NewImage{Config: img.config, Annotations: img.annotations}
 	for i, l := range img.layers {
 		desc, err := l.put(cfg.RootFS.DiffIDs[i])
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -188,6 +189,10 @@ type NewImage struct {
 	Config []byte
 	Layers []ocispec.Descriptor
 	Tags   []string // "repo:tag", as ParseRef gives them
+	// Annotations go on the manifest (provenance: OCI's
+	// org.opencontainers.image.*). The image ID, the config's digest,
+	// does not depend on them; the manifest digest does.
+	Annotations map[string]string
 }
 
 // pickImage chooses among manifests of one image: a readable one, tagged if
@@ -303,6 +308,9 @@ func (s *Store) putBlobs(ctx context.Context, n NewImage) (*Image, error) {
 		MediaType: ocispec.MediaTypeImageManifest,
 		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(n.Config))},
 		Layers:    n.Layers,
+	}
+	if len(n.Annotations) > 0 {
+		img.Manifest.Annotations = maps.Clone(n.Annotations)
 	}
 	if img.Manifest.Layers == nil {
 		img.Manifest.Layers = []ocispec.Descriptor{}

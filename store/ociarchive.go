@@ -119,7 +119,7 @@ func (s *Store) loadOCIArchive(ctx context.Context, ix *tarIndex) ([]NewImage, e
 		if err != nil {
 			return nil, err
 		}
-		img := archiveImage{what: m.Config.Digest.String(), config: cb}
+		img := archiveImage{what: m.Config.Digest.String(), config: cb, annotations: m.Annotations}
 		for _, l := range m.Layers {
 			img.layers = append(img.layers, archiveLayer{what: l.Digest.String(), put: func(diffID digest.Digest) (ocispec.Descriptor, error) {
 				if err := ValidateDigest(l.Digest); err != nil {
