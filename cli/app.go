@@ -50,6 +50,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			layerCommand(),
 			diffCommand(),
 			commitCommand(),
+			captureCommand(),
 			historyCommand(),
 			imagesCommand(),
 			inspectCommand(),

@@ -12,6 +12,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
 
+	"snap/capture"
 	"snap/commit"
 	"snap/compression"
 	"snap/diff"
@@ -280,7 +281,8 @@ func imagesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "images",
 		Usage: "list images",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only image IDs"}},
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only image IDs"},
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "also the intermediate images of captures' steps (their cache)"}},
 		Action: func(c *cli.Context) error {
 			st, err := openStore(c)
 			if err != nil {
@@ -302,6 +304,9 @@ func imagesCommand() *cli.Command {
 				if img.Err != nil {
 					fmt.Fprintf(c.App.ErrWriter, "snap: warning: image %s: %v (snap rmi %s removes it)\n", img.Name(), img.Err, img.Name())
 					continue
+				}
+				if len(img.Tags) == 0 && img.Manifest.Annotations[capture.AnnotationStep] != "" && !c.Bool("all") {
+					continue // docker images hides build intermediates the same way
 				}
 				id := img.ID.Encoded()[:12]
 				if c.Bool("quiet") {

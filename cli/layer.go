@@ -112,17 +112,24 @@ func layerOptions(c *cli.Context) (diff.Options, error) {
 		return diff.Options{}, usageError{err}
 	}
 	opts := diff.Options{Compression: comp, Sparse: c.Bool("sparse")}
-	if s := c.String("source-date-epoch"); s != "" {
-		// Up to the end of year 9999: JSON and RFC 3339 times (the image
-		// config's created) have four-digit years.
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 || n > maxSourceDateEpoch {
-			return opts, usagef("source date epoch %q: want whole seconds from 0 (1970) to %d (year 9999)", s, maxSourceDateEpoch)
-		}
-		t := time.Unix(n, 0).UTC()
-		opts.SourceDateEpoch = &t
+	opts.SourceDateEpoch, err = sourceDateEpoch(c)
+	return opts, err
+}
+
+// sourceDateEpoch reads --source-date-epoch (SOURCE_DATE_EPOCH); nil when unset.
+func sourceDateEpoch(c *cli.Context) (*time.Time, error) {
+	s := c.String("source-date-epoch")
+	if s == "" {
+		return nil, nil
 	}
-	return opts, nil
+	// Up to the end of year 9999: JSON and RFC 3339 times (the image
+	// config's created) have four-digit years.
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > maxSourceDateEpoch {
+		return nil, usagef("source date epoch %q: want whole seconds from 0 (1970) to %d (year 9999)", s, maxSourceDateEpoch)
+	}
+	t := time.Unix(n, 0).UTC()
+	return &t, nil
 }
 
 // writeOutput writes a user's output file (-o, --iidfile, save -o) as tar
