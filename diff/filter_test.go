@@ -263,7 +263,7 @@ func TestTruncateKeepsMetadataNotContent(t *testing.T) {
 		for _, p := range []string{"var/log/sub", "var/log/app.log", "var/log", "var"} {
 			must(t, os.Chtimes(filepath.Join(u, p), mtime, mtime))
 		}
-		must(t, unix.Lutimes(filepath.Join(u, "var/log/link"), []unix.Timeval{{Sec: mtime.Unix()}, {Sec: mtime.Unix()}}))
+		must(t, unix.Lutimes(filepath.Join(u, "var/log/link"), []unix.Timeval{unix.NsecToTimeval(mtime.UnixNano()), unix.NsecToTimeval(mtime.UnixNano())}))
 		must(t, os.Chtimes(filepath.Join(u, "var/log/fifo"), mtime, mtime))
 		return u
 	}
