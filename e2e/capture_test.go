@@ -98,13 +98,16 @@ steps:
   - run: echo "LAST" > /etc/golden-version && echo ran-last
 exclude:
   - /var/cache/junk/**
+  - {path: /etc/base-secret, whiteout: true}
 generalize: true
+version: "${version}.0"
 verify:
   - run: test "$(cat /etc/motd)" = "golden v1" && test "$MODE" = golden && /opt/app/run.sh
 commit:
   author: Ops <ops@example.com>
   message: golden web
   changes: ['CMD ["/opt/app/run.sh"]']
+  labels: {team: ops}
 tags:
   - "golden/web:{{.Date}}"
   - golden/web:latest
@@ -169,15 +172,21 @@ func TestCapture(t *testing.T) {
 	// In the image as it runs: generalized, with what the steps made.
 	show := e.must("run", "--rm", "golden/web:latest", "sh", "-c",
 		`cat /etc/motd; /opt/app/run.sh; wc -c < /etc/machine-id; wc -c < /var/log/base.log; wc -c < /var/log/step.log;
-		 ls /etc/ssh /tmp /var/tmp /var/cache/apt/archives /root /var/cache/junk 2>&1; cat /etc/keep.conf; echo $MODE`)
+		 ls /etc/ssh /tmp /var/tmp /var/cache/apt/archives /root /var/cache/junk 2>&1; cat /etc/keep.conf; echo $MODE;
+		 if test -e /etc/base-secret; then echo the base secret is there; fi`)
 	want := "golden v1\napp v1\n0\n0\n0\n/etc/ssh:\n/root:\n/tmp:\n/var/cache/apt/archives:\n/var/cache/junk:\n/var/tmp:\nkept\ngolden\n"
 	if got := normalizeLs(show); got != want {
 		t.Errorf("the captured image shows\n%s\nwant\n%s", got, want)
 	}
 	// Provenance.
-	var inspected []struct{ Annotations map[string]string }
+	var inspected []struct {
+		Annotations map[string]string
+		Config      struct{ Labels map[string]string }
+	}
 	json.Unmarshal([]byte(e.must("inspect", "golden/web:latest")), &inspected)
 	if len(inspected) != 1 || inspected[0].Annotations["org.opencontainers.image.base.name"] != "used:1" ||
+		inspected[0].Annotations["org.opencontainers.image.version"] != "1.0" || inspected[0].Config.Labels["team"] != "ops" ||
+		inspected[0].Annotations["org.opencontainers.image.created"] == "" ||
 		!strings.HasPrefix(inspected[0].Annotations["org.opencontainers.image.base.digest"], "sha256:") ||
 		inspected[0].Annotations["org.opencontainers.image.authors"] != "Ops <ops@example.com>" ||
 		!strings.HasPrefix(inspected[0].Annotations["dev.snap.capture.file.digest"], "sha256:") {
@@ -198,16 +207,20 @@ func TestCapture(t *testing.T) {
 		require(t, false, "a running dockerd")
 	}
 
-	// Nothing changed: nothing made, fast, the same ID.
+	// Nothing changed: nothing made (the index byte for byte as it was,
+	// no step run), the same ID. How fast is make bench's business (0.013 s
+	// there); the time is logged here.
+	index := filepath.Join(e.root, "index.json")
+	before, _ := os.ReadFile(index)
 	start := time.Now()
 	out, errs, code = e.snap("capture", "-f", cf)
-	took := time.Since(start)
+	t.Logf("the unchanged capture took %v", time.Since(start))
+	after, _ := os.ReadFile(index)
 	if code != 0 || strings.TrimSpace(out) != id || !strings.Contains(errs, "Unchanged") || regexp.MustCompile(`(?m)^ran-`).MatchString(errs) {
 		t.Errorf("second capture: exit %d, %q, stderr:\n%s", code, out, errs)
 	}
-	t.Logf("the unchanged capture took %v", took)
-	if took > 5*time.Second { // issue: < 1 s; the bound here only catches a rebuild
-		t.Errorf("the unchanged capture took %v", took)
+	if string(before) != string(after) {
+		t.Errorf("the unchanged capture changed index.json")
 	}
 
 	// The last step changed: only it runs again; the drift names it.
