@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moby/go-archive/compression"
+	"snap/internal/fixtures"
 	"snap/internal/registrytest"
 	"snap/store"
 )
@@ -308,5 +309,46 @@ tags: [bad:1]
 	}
 	if _, _, code := e.snap("inspect", "bad:1"); code == 0 {
 		t.Errorf("a failed verify tagged bad:1")
+	}
+}
+
+// TestCaptureDockerContainerBase captures a running docker container as it
+// is (base: docker://NAME), paused for the walk and running after, with a
+// step on top; the result keeps what the container wrote and carries the
+// container's name as its base.
+func TestCaptureDockerContainerBase(t *testing.T) {
+	e := newEnv(t)
+	requireDocker(t)
+	name := "snap-capture-base-" + filepath.Base(e.dir)
+	fixtures.Docker("rm", "-f", name)
+	if _, err := fixtures.Docker("run", "-d", "--name", name, "--network", "none", fixtures.BaseImage, "sh", "-c",
+		`echo provisioned by hand > /etc/provisioned; i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fixtures.Docker("rm", "-f", name) })
+	dir := filepath.Join(e.dir, "c")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "capture.yaml"), []byte(`base: docker://`+name+`
+steps:
+  - run: echo captured > /etc/captured
+generalize: true
+tags: [from-docker:1]
+`), 0o644)
+	time.Sleep(300 * time.Millisecond)
+	e.must("capture", "-f", filepath.Join(dir, "capture.yaml"))
+	if got := e.must("run", "--rm", "from-docker:1", "sh", "-c", "cat /etc/provisioned /etc/captured; ls -A /tmp"); got != "provisioned by hand\ncaptured\n" {
+		t.Errorf("from-docker:1 shows %q (generalize empties /tmp)", got)
+	}
+	var inspected []struct{ Annotations map[string]string }
+	json.Unmarshal([]byte(e.must("inspect", "from-docker:1")), &inspected)
+	if len(inspected) != 1 || inspected[0].Annotations["org.opencontainers.image.base.name"] != "docker://"+name {
+		t.Errorf("base annotation: %v", inspected)
+	}
+	// Still running, and not paused.
+	c1, _ := fixtures.Docker("exec", name, "cat", "/tmp/count")
+	time.Sleep(500 * time.Millisecond)
+	c2, _ := fixtures.Docker("exec", name, "cat", "/tmp/count")
+	if strings.TrimSpace(c1) == strings.TrimSpace(c2) {
+		t.Errorf("the docker container stopped counting after the capture (%q, %q)", c1, c2)
 	}
 }
