@@ -211,7 +211,7 @@ func (c *run) push(res *Result, targets []string) error {
 				return err
 			}
 			res.Pushed = append(res.Pushed, ref+"@"+p.Digest.String())
-			fmt.Fprintf(c.out, " ---> %s (%d blobs sent, %d mounted)\n", p.Digest, p.Sent, p.Mounted)
+			fmt.Fprintf(c.out, " ---> %s (%s sent, %d mounted)\n", p.Digest, plural(p.Sent, "layer"), p.Mounted)
 		}
 	}
 	return nil

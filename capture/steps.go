@@ -276,7 +276,9 @@ func (c *run) clean(cur *store.Image) (*store.Image, error) {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.out, " ---> generalized: %d emptied, %d removed\n", len(rep.Emptied), len(rep.Removed))
+			if len(rep.Emptied)+len(rep.Removed) > 0 {
+				fmt.Fprintf(c.out, " ---> generalized: %d emptied, %d removed\n", len(rep.Emptied), len(rep.Removed))
+			}
 			for _, sk := range rep.Skipped {
 				fmt.Fprintf(c.out, " ---> left alone: %s\n", sk)
 			}
@@ -289,10 +291,17 @@ func (c *run) clean(cur *store.Image) (*store.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if img.ID == cur.ID || len(img.Manifest.Layers) == len(cur.Manifest.Layers) {
+	if len(img.Manifest.Layers) == len(cur.Manifest.Layers) {
+		// Nothing was left to clean: no layer, and no history entry
+		// saying otherwise. The empty step image goes again.
 		fmt.Fprintf(c.out, " ---> nothing to clean\n")
+		if img.ID != cur.ID {
+			c.st.Remove(img.ID.String())
+		}
+		img = cur
+	} else {
+		fmt.Fprintf(c.out, " ---> %s\n", short(img))
 	}
-	fmt.Fprintf(c.out, " ---> %s\n", short(img))
 	if err := c.state.saveStep(key, img.ID); err != nil {
 		return nil, err
 	}
