@@ -128,10 +128,10 @@ func (e *env) cleanContainers() {
 
 const sleepyCapture = `base: base:1
 vars:
-  S: "60"
+  S: "600"
 steps:
   - run: echo before > /before
-  - run: echo in-step-now; sleep ${S}; echo $((1+1))wake
+  - run: echo $((2+3))inside; sleep ${S}; echo $((1+1))wake
 tags: [sleepy:1]
 `
 
@@ -143,7 +143,7 @@ func TestCaptureAttackKill(t *testing.T) {
 	cf := e.writeCapture("capture.yaml", sleepyCapture)
 	e.must("tag", "base:1", "sleepy:1") // a tag the killed capture must not move
 	before := e.must("inspect", "--format", "{{.Id}}", "sleepy:1")
-	cmd, stderr := e.startCapture("in-step-now", "-f", cf)
+	cmd, stderr := e.startCapture("5inside", "-f", cf)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -153,12 +153,22 @@ func TestCaptureAttackKill(t *testing.T) {
 	if got := e.must("inspect", "--format", "{{.Id}}", "sleepy:1"); got != before {
 		t.Errorf("the killed capture moved sleepy:1: %s, was %s", got, before)
 	}
-	ps := e.must("ps", "-a")
-	t.Logf("snap ps -a after the kill:\n%s", ps)
+	// As docker build's, the killed step's container stays (its init was
+	// no child of snap): snap ps -a shows it, snap rm -f removes it.
+	left := strings.Fields(e.must("ps", "-a", "-q"))
+	if len(left) != 1 {
+		t.Errorf("snap ps -a after the kill: %q, want the step's container", left)
+	}
 
 	out, errs, code := e.snap("capture", "-f", cf, "-e", "S=0")
 	if code != 0 {
 		t.Fatalf("the capture after the kill: exit %d:\n%s", code, errs)
+	}
+	if now := strings.Fields(e.must("ps", "-a", "-q")); len(now) != len(left) {
+		t.Errorf("containers after the next capture: %q, were %q", now, left)
+	}
+	if m := e.mounts(); len(m) != len(left) {
+		t.Errorf("mounts after the next capture: %q; the killed step's container has %d", m, len(left))
 	}
 	if got := e.must("inspect", "--format", "{{.Id}}", "sleepy:1"); got != strings.TrimSpace(out)+"\n" && strings.TrimSpace(got) != strings.TrimSpace(out) {
 		t.Errorf("sleepy:1 is %s, the capture made %s", got, out)
@@ -175,7 +185,7 @@ func TestCaptureAttackKill(t *testing.T) {
 func TestCaptureAttackInterrupt(t *testing.T) {
 	e := newEnv(t)
 	cf := e.writeCapture("capture.yaml", sleepyCapture)
-	cmd, stderr := e.startCapture("in-step-now", "-f", cf)
+	cmd, stderr := e.startCapture("5inside", "-f", cf)
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -184,10 +194,10 @@ func TestCaptureAttackInterrupt(t *testing.T) {
 	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(cmdTimeout):
+	case <-time.After(cmdTimeout): // the step sleeps 600 s: a bound, not a timing
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("snap capture still running %v after SIGINT", cmdTimeout)
+		t.Fatalf("snap capture still running %v after SIGINT: the step was not stopped", cmdTimeout)
 	}
 	errs := stderr()
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
