@@ -203,6 +203,9 @@ func TestCaptureAttackInterrupt(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
 		t.Errorf("SIGINT: exit %d (after %v), want 130:\n%s", code, time.Since(start), errs)
 	}
+	if strings.Contains(errs, "snap: ") {
+		t.Errorf("an interrupted capture printed an error (a command a signal stops prints none):\n%s", errs)
+	}
 	if strings.Contains(errs, "2wake") {
 		t.Errorf("the step ran to its end")
 	}
@@ -221,6 +224,12 @@ func TestCaptureAttackInterrupt(t *testing.T) {
 // TestCaptureAttackRace: two captures of one file at once on one store
 // both succeed with the same image ID, and the cache files are whole.
 func TestCaptureAttackRace(t *testing.T) {
+	for _, squash := range []string{"false", "true"} {
+		t.Run("squash "+squash, func(t *testing.T) { captureRace(t, squash) })
+	}
+}
+
+func captureRace(t *testing.T, squash string) {
 	e := newEnv(t)
 	e.vars = append(e.vars, "SOURCE_DATE_EPOCH=1700000000")
 	cf := e.writeCapture("capture.yaml", `base: base:1
@@ -229,6 +238,8 @@ steps:
   - env: A=b
   - run: echo two > /two
 generalize: true
+commit:
+  squash: `+squash+`
 tags: [race:1, race:latest]
 `)
 	type res struct {
@@ -259,6 +270,9 @@ tags: [race:1, race:latest]
 	}
 	e.index()
 	checkStateFiles(t, e.root)
+	if got := e.must("run", "--rm", "race:1", "cat", "/one", "/two"); got != "one\ntwo\n" {
+		t.Errorf("race:1 holds %q", got)
+	}
 }
 
 // checkStateFiles fails when a capture state file is not whole.
@@ -560,8 +574,6 @@ func TestCaptureAttackBadInput(t *testing.T) {
 	os.WriteFile(big, append([]byte("base: base:1\n#"), bytes.Repeat([]byte("x"), 2<<20)...), 0o644)
 	os.MkdirAll(filepath.Join(dir, "adir"), 0o755)
 	os.WriteFile(filepath.Join(e.dir, "outside"), []byte("x"), 0o644)
-	e.must("create", "--name", "notrunning", "base:1", "true")
-	// A file that is neither image nor container.
 	for _, tc := range []struct {
 		name, file, body, want string
 		index                  bool // the index must stay as it was
