@@ -573,6 +573,8 @@ func TestCaptureAttackBadInput(t *testing.T) {
 	big := filepath.Join(dir, "big.yaml")
 	os.WriteFile(big, append([]byte("base: base:1\n#"), bytes.Repeat([]byte("x"), 2<<20)...), 0o644)
 	os.MkdirAll(filepath.Join(dir, "adir"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "files"), 0o755)
+	os.WriteFile(filepath.Join(dir, "files", "x"), []byte("x\n"), 0o644)
 	os.WriteFile(filepath.Join(e.dir, "outside"), []byte("x"), 0o644)
 	for _, tc := range []struct {
 		name, file, body, want string
@@ -586,6 +588,8 @@ func TestCaptureAttackBadInput(t *testing.T) {
 		{"unknown key", "", "base: base:1\nstep: []\ntags: [bad:1]\n", "step", true},
 		{"copy src ..", "", "base: base:1\nsteps:\n  - copy: {src: ../outside, dst: /x}\ntags: [bad:1]\n", "../outside", true},
 		{"step exits 3", "", "base: base:1\nsteps:\n  - run: echo failing-step; exit 3\ntags: [bad:1]\n", "exited 3", true},
+		{"copy owner unknown", "", "base: base:1\nsteps:\n  - copy: {src: files/x, dst: /x, owner: nosuchuser}\ntags: [bad:1]\n", "nosuchuser", true},
+		{"verify exits 3", "", "base: base:1\nverify:\n  - run: exit 3\ntags: [bad:1]\n", "exited 3", false},
 		{"missing file", filepath.Join(dir, "nope.yaml"), "", "nope.yaml", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -617,8 +621,14 @@ func TestCaptureAttackBadInput(t *testing.T) {
 			if code != 1 || !strings.HasPrefix(last, "snap: ") || !strings.Contains(last, tc.want) {
 				t.Errorf("exit %d, want 1 and a last line snap: ... naming %q:\n%s", code, tc.want, errs)
 			}
-			if tc.body != "" && !strings.Contains(tc.body, "steps:") && len(lines) != 1 {
+			if tc.body != "" && !strings.Contains(tc.body, "steps:") && !strings.Contains(tc.body, "verify:") && len(lines) != 1 {
 				t.Errorf("more than one line:\n%s", errs)
+			}
+			if m := e.mounts(); len(m) > 0 {
+				t.Errorf("mounts left: %q", m)
+			}
+			if ps := strings.TrimSpace(e.must("ps", "-a", "-q")); ps != "" {
+				t.Errorf("containers left: %s", ps)
 			}
 			if e.tagged("bad:1") {
 				t.Errorf("tagged bad:1")
