@@ -183,9 +183,25 @@ func TestCaptureAttackKill(t *testing.T) {
 // TestCaptureAttackInterrupt: Ctrl-C in a run step ends the capture with
 // 130, removes the step's container, leaves no mount and tags nothing.
 func TestCaptureAttackInterrupt(t *testing.T) {
+	for _, tc := range []struct{ name, file, marker string }{
+		{"step", sleepyCapture, "5inside"},
+		// A verify's output is shown only when it fails.
+		{"verify", "base: base:1\nvars:\n  S: \"600\"\nverify:\n  - run: echo $((2+3))inside; sleep ${S}; echo $((1+1))wake\ntags: [sleepy:1]\n", "Verify 1/1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { interrupt(t, tc.file, tc.marker) })
+	}
+}
+
+func interrupt(t *testing.T, file, marker string) {
 	e := newEnv(t)
-	cf := e.writeCapture("capture.yaml", sleepyCapture)
-	cmd, stderr := e.startCapture("5inside", "-f", cf)
+	cf := e.writeCapture("capture.yaml", file)
+	cmd, stderr := e.startCapture(marker, "-f", cf)
+	for deadline := time.Now().Add(cmdTimeout); strings.TrimSpace(e.must("ps", "-q")) == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no container ever ran:\n%s", stderr())
+		}
+	}
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
