@@ -146,7 +146,7 @@ func (c *run) verify(img *store.Image) error {
 			return fmt.Errorf("verify %d: %w", i+1, err)
 		}
 		var out bytes.Buffer
-		code, err := c.m.Start(c.ctx, meta, container.Stdio{Out: &out, Err: &out}, false)
+		code, err := c.start(meta, container.Stdio{Out: &out, Err: &out})
 		c.m.Remove(meta, true)
 		if err != nil {
 			return fmt.Errorf("verify %d: %w", i+1, err)

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"snap/commit"
 	"snap/container"
@@ -96,7 +98,7 @@ func (c *run) step(i int, cur *store.Image) (*store.Image, error) {
 	switch {
 	case s.Run != "":
 		img, err = c.inContainer(cur, "/bin/sh -c "+s.Run, c.rules, func(meta *container.Meta) error {
-			code, err := c.m.Start(c.ctx, meta, container.Stdio{Out: c.out, Err: c.out}, false)
+			code, err := c.start(meta, container.Stdio{Out: c.out, Err: c.out})
 			if err != nil {
 				return err
 			}
@@ -127,6 +129,35 @@ func (c *run) step(i int, cur *store.Image) (*store.Image, error) {
 		return nil, err
 	}
 	return img, nil
+}
+
+// start runs meta's process to its end, as Start does, but ends it when
+// the capture is cancelled (Ctrl-C): Start forwards the signal to the
+// init, which a shell as PID 1 ignores, so a step would run on to its end,
+// and a build stops its RUN. The kill is sent until Start returns, so a
+// cancel that comes while the init starts still ends it.
+func (c *run) start(meta *container.Meta, stdio container.Stdio) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, c.ctx.Err()
+	}
+	done := make(chan struct{})
+	stop := context.AfterFunc(c.ctx, func() {
+		for {
+			c.m.Kill(meta, unix.SIGKILL)
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	code, err := c.m.Start(c.ctx, meta, stdio, false)
+	close(done)
+	stop()
+	if c.ctx.Err() != nil {
+		return code, c.ctx.Err()
+	}
+	return code, err
 }
 
 func short(img *store.Image) string { return img.ID.Encoded()[:12] }
