@@ -122,6 +122,7 @@ func (c *run) capture() (*Result, error) {
 	if len(c.f.Undeclared) > 0 {
 		fmt.Fprintf(c.out, "[Warning] variables given but not declared in the file: %s\n", strings.Join(c.f.Undeclared, ", "))
 	}
+	c.sweep()
 	if err := c.resolveBase(); err != nil {
 		return nil, err
 	}

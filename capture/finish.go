@@ -38,7 +38,7 @@ const (
 func (c *run) squash(cur *store.Image) (*store.Image, error) {
 	fmt.Fprintf(c.out, "Squash : %d layers into one\n", len(cur.Manifest.Layers)-len(c.base.Manifest.Layers))
 	none := ""
-	meta, err := c.m.Create(container.CreateOptions{Image: cur.ID.String(), Args: []string{"true"}, Entrypoint: &none})
+	meta, err := c.create(container.CreateOptions{Image: cur.ID.String(), Args: []string{"true"}, Entrypoint: &none})
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func (c *run) verify(img *store.Image) error {
 	none := ""
 	for i, v := range c.f.Verify {
 		fmt.Fprintf(c.out, "Verify %d/%d : %s\n", i+1, len(c.f.Verify), v.Run)
-		meta, err := c.m.Create(container.CreateOptions{Image: img.ID.String(), Args: []string{"/bin/sh", "-c", v.Run},
+		meta, err := c.create(container.CreateOptions{Image: img.ID.String(), Args: []string{"/bin/sh", "-c", v.Run},
 			Entrypoint: &none, Env: c.f.RunEnv(), Network: c.f.Network})
 		if err != nil {
 			return fmt.Errorf("verify %d: %w", i+1, err)

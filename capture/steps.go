@@ -190,7 +190,7 @@ func (c *run) inContainer(cur *store.Image, createdBy string, rules []diff.Rule,
 	if args == nil {
 		args = []string{"true"} // never run: a container needs a command
 	}
-	meta, err := c.m.Create(container.CreateOptions{Image: cur.ID.String(), Args: args, Entrypoint: &none,
+	meta, err := c.create(container.CreateOptions{Image: cur.ID.String(), Args: args, Entrypoint: &none,
 		Env: c.f.RunEnv(), Network: c.f.Network})
 	if err != nil {
 		return nil, err
