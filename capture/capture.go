@@ -46,6 +46,9 @@ type Options struct {
 	SourceDateEpoch *time.Time
 	// NoCache runs every step again and ignores the last capture.
 	NoCache bool
+	// Pull fetches a base named by a registry reference even when the
+	// store has it (docker build --pull): a newer base is a new capture.
+	Pull bool
 	// NoPush leaves the file's push targets alone.
 	NoPush bool
 	// Now is the clock; nil means time.Now.

@@ -41,6 +41,12 @@ func (c *run) resolveBase() error {
 			return fmt.Errorf("base %s: %w", ref, err)
 		}
 		src = s
+	} else if c.opts.Pull && registry.NamesRegistry(ref) {
+		p, err := registry.Pull(c.ctx, c.st, ref, c.opts.Registry)
+		if err != nil {
+			return fmt.Errorf("base %w", err)
+		}
+		c.base = p.Image
 	} else {
 		img, err := c.st.Lookup(ref)
 		switch {

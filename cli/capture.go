@@ -16,12 +16,13 @@ func captureCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "capture",
 		Usage:     "make a golden image from a capture file: base, steps, exclude, generalize, verify, commit, tags, push",
-		UsageText: "snap capture [-f capture.yaml] [-e KEY=VALUE]... [--no-cache] [--no-push] [-q] [--iidfile FILE]",
+		UsageText: "snap capture [-f capture.yaml] [-e KEY=VALUE]... [--pull] [--no-cache] [--no-push] [-q] [--iidfile FILE]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "capture.yaml", Usage: "the capture `FILE` (- for stdin: then relative copy sources are relative to the current directory)"},
 			&cli.StringSliceFlag{Name: "var", Aliases: []string{"e", "build-arg"}, Usage: "set a variable of the file, `KEY=VALUE` (repeat)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "run every step again, even when nothing changed"},
 			&cli.BoolFlag{Name: "no-push", Usage: "make and tag the image, but push nothing"},
+			&cli.BoolFlag{Name: "pull", Usage: "pull a base named by a registry reference even when the store has it (a newer one)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the image ID"},
 			&cli.StringFlag{Name: "source-date-epoch", EnvVars: []string{"SOURCE_DATE_EPOCH"}, Usage: "created time and mtime clamp, Unix `SECONDS`"},
 			&cli.StringFlag{Name: "iidfile", Usage: "write the image ID to `FILE`"},
@@ -56,7 +57,7 @@ func captureCommand() *cli.Command {
 				out = nil
 			}
 			res, err := capture.Capture(c.Context, st, f, capture.Options{
-				Out: out, SourceDateEpoch: epoch, NoCache: c.Bool("no-cache"), NoPush: c.Bool("no-push"),
+				Out: out, SourceDateEpoch: epoch, NoCache: c.Bool("no-cache"), NoPush: c.Bool("no-push"), Pull: c.Bool("pull"),
 				Registry: registryOptions(c),
 				Source: source.Options{Pause: true, DockerHost: engineHost(c, "DOCKER_HOST"), PodmanHost: engineHost(c, "CONTAINER_HOST"),
 					ContainerdAddress: os.Getenv("CONTAINERD_ADDRESS")},

@@ -574,6 +574,26 @@ func TestCaptureAttackRegistryBase(t *testing.T) {
 	if !empty.tagged(ref) {
 		t.Errorf("the pulled base is not in the store")
 	}
+
+	// A newer base in the registry: the capture keeps what the store has,
+	// unchanged; with --pull it fetches the new one and captures again.
+	first := empty.must("inspect", "--format", "{{.Id}}", "frompull:1")
+	rootfs := e.rootfs("newer")
+	os.WriteFile(filepath.Join(rootfs, "etc/motd"), []byte("a newer base\n"), 0o644)
+	e.must("commit", "--base", "base:1", "dir://"+rootfs, "base:2")
+	e.must("push", "base:2", ref)
+	if _, errs, code := empty.snap("capture", "-f", cf); code != 0 || !strings.Contains(errs, "Unchanged") {
+		t.Errorf("without --pull: exit %d:\n%s", code, errs)
+	}
+	if _, errs, code := empty.snap("capture", "-f", cf, "--pull"); code != 0 || strings.Contains(errs, "Unchanged") {
+		t.Errorf("with --pull: exit %d:\n%s", code, errs)
+	}
+	if got := empty.must("run", "--rm", "frompull:1", "cat", "/etc/motd", "/p"); got != "a newer base\npulled\n" {
+		t.Errorf("frompull:1 after --pull: %q", got)
+	}
+	if again := empty.must("inspect", "--format", "{{.Id}}", "frompull:1"); again == first {
+		t.Errorf("--pull made the same image %s", again)
+	}
 }
 
 // TestCaptureAttackBadInput: bad files and bases are one line naming the
