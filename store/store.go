@@ -62,7 +62,7 @@ func OpenContext(ctx context.Context, root string) (*Store, error) {
 			return nil, err
 		}
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-		err = writeFileAtomic(filepath.Join(root, ocispec.ImageLayoutFile), b)
+		err = WriteFileAtomic(filepath.Join(root, ocispec.ImageLayoutFile), b)
 		lease.Release()
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", root, err)
@@ -156,7 +156,7 @@ func (s *Store) Update(fn func(*ocispec.Index) error) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.indexPath(), b); err != nil {
+	if err := WriteFileAtomic(s.indexPath(), b); err != nil {
 		return fmt.Errorf("store index: %w", err)
 	}
 	return nil
@@ -175,9 +175,9 @@ func (s *Store) lockIndex() (unlock func(), err error) {
 	return func() { lock.Close() }, nil
 }
 
-// writeFileAtomic writes b to path through a temp file, fsync and rename,
+// WriteFileAtomic writes b to path through a temp file, fsync and rename,
 // then syncs the directory so the rename itself survives a crash.
-func writeFileAtomic(path string, b []byte) error {
+func WriteFileAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
