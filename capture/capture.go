@@ -22,6 +22,7 @@ import (
 	"snap/container"
 	"snap/diff"
 	"snap/drift"
+	"snap/progress"
 	"snap/registry"
 	"snap/source"
 	"snap/store"
@@ -55,6 +56,10 @@ type Options struct {
 	Now func() time.Time
 	// Registry is how registries are reached: a base to pull, the push targets.
 	Registry registry.Options
+	// Progress, if set, gives a display for each pull and push (docker's
+	// per-layer lines on a terminal); it is closed before the capture
+	// writes to Out again.
+	Progress func() progress.Display
 	// Source is how container bases are reached (docker://, containerd://...).
 	Source source.Options
 }
@@ -233,4 +238,16 @@ func epochString(t *time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// registryOptions are the caller's, with a fresh progress display when the
+// caller gave one; done closes it.
+func (c *run) registryOptions() (opts registry.Options, done func()) {
+	opts = c.opts.Registry
+	if c.opts.Progress == nil {
+		return opts, func() {}
+	}
+	d := c.opts.Progress()
+	opts.Progress = d
+	return opts, func() { d.Close() }
 }

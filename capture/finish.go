@@ -206,7 +206,9 @@ func (c *run) push(res *Result, targets []string) error {
 	for _, target := range targets {
 		for _, ref := range pushRefs(target, res.Tags) {
 			fmt.Fprintf(c.out, "Push : %s\n", ref)
-			p, err := registry.Push(c.ctx, c.st, name, ref, c.opts.Registry)
+			ropts, done := c.registryOptions()
+			p, err := registry.Push(c.ctx, c.st, name, ref, ropts)
+			done()
 			if err != nil {
 				return err
 			}

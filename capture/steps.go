@@ -42,7 +42,9 @@ func (c *run) resolveBase() error {
 		}
 		src = s
 	} else if c.opts.Pull && registry.NamesRegistry(ref) {
-		p, err := registry.Pull(c.ctx, c.st, ref, c.opts.Registry)
+		ropts, done := c.registryOptions()
+		p, err := registry.Pull(c.ctx, c.st, ref, ropts)
+		done()
 		if err != nil {
 			return fmt.Errorf("base %w", err)
 		}
@@ -57,9 +59,11 @@ func (c *run) resolveBase() error {
 		case c.isContainer(ref):
 			src = container.Committable{Name: ref, Pause: true}
 		default:
-			img, err := registry.Ensure(c.ctx, c.st, ref, c.opts.Registry, func() {
+			ropts, done := c.registryOptions()
+			img, err := registry.Ensure(c.ctx, c.st, ref, ropts, func() {
 				fmt.Fprintf(c.out, "Unable to find image '%s' locally\n", ref)
 			})
+			done()
 			if err != nil {
 				return fmt.Errorf("base %w", err)
 			}

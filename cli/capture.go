@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"snap/capture"
+	"snap/progress"
 	"snap/source"
 )
 
@@ -56,8 +57,15 @@ func captureCommand() *cli.Command {
 			if c.Bool("quiet") {
 				out = nil
 			}
+			var display func() progress.Display
+			if out != nil && isTerminal(c.App.ErrWriter) {
+				// docker's per-layer lines for pulls and pushes, on the
+				// terminal only: piped, stderr keeps the capture's own lines.
+				display = func() progress.Display { return progress.For(c.App.ErrWriter) }
+			}
 			res, err := capture.Capture(c.Context, st, f, capture.Options{
-				Out: out, SourceDateEpoch: epoch, NoCache: c.Bool("no-cache"), NoPush: c.Bool("no-push"), Pull: c.Bool("pull"),
+				Progress: display,
+				Out:      out, SourceDateEpoch: epoch, NoCache: c.Bool("no-cache"), NoPush: c.Bool("no-push"), Pull: c.Bool("pull"),
 				Registry: registryOptions(c),
 				Source: source.Options{Pause: true, DockerHost: engineHost(c, "DOCKER_HOST"), PodmanHost: engineHost(c, "CONTAINER_HOST"),
 					ContainerdAddress: os.Getenv("CONTAINERD_ADDRESS")},

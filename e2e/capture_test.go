@@ -352,3 +352,42 @@ tags: [from-docker:1]
 		t.Errorf("the docker container stopped counting after the capture (%q, %q)", c1, c2)
 	}
 }
+
+// TestCaptureOnATerminal runs a capture as a person would, in tmux: the
+// steps' lines, then docker's per-layer lines for the push (each layer on
+// one line, ending Pushed or already there), then the image ID.
+func TestCaptureOnATerminal(t *testing.T) {
+	e := registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	dir := filepath.Join(e.dir, "c")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "capture.yaml"), []byte(`base: base:1
+steps:
+  - run: dd if=/dev/urandom of=/blob bs=1M count=24 2>/dev/null && echo made the blob
+tags: [term:1]
+push: [`+reg.Ref("term/app")+`]
+`), 0o644)
+	x := newTmux(t, e, 120, 40)
+	x.keys("snap capture -f c/capture.yaml; echo D''ONE")
+	x.waitFor(`(?m)^DONE$`)
+	screen := x.screen()
+	for _, want := range []string{"Step 1/1 : RUN dd", "made the blob", "Tagged : term:1", "Push : " + reg.Ref("term/app:1")} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the screen lacks %q:\n%s", want, screen)
+		}
+	}
+	layers := regexp.MustCompile(`(?m)^([0-9a-f]{12}): (.*)$`).FindAllStringSubmatch(screen, -1)
+	seen := map[string]int{}
+	for _, l := range layers {
+		seen[l[1]]++
+		if st := strings.TrimSpace(l[2]); st != "Pushed" && st != "Layer already exists" {
+			t.Errorf("layer %s ends %q:\n%s", l[1], l[2], screen)
+		}
+	}
+	if len(seen) != 2 { // the base's layer and the step's
+		t.Errorf("%d layer lines, want 2:\n%s", len(seen), screen)
+	}
+	if !regexp.MustCompile(`(?m)^sha256:[0-9a-f]{64}\s*\nDONE$`).MatchString(screen) {
+		t.Errorf("the image ID is not the last line before DONE:\n%s", screen)
+	}
+}
