@@ -100,7 +100,7 @@ func (w walkSource) Open(ctx context.Context, st *store.Store) (*sourcing.Opened
 // until verified.
 func (c *run) final(cur *store.Image, created time.Time) (*store.Image, error) {
 	var cerr error
-	raw, err := c.editConfig(cur, "snap capture", c.f.Commit.Message, func(cfg *dockerspec.DockerOCIImageConfig) {
+	raw, err := c.editConfig(cur, "snap capture", c.f.Commit.Message, c.f.Commit.Author, func(cfg *dockerspec.DockerOCIImageConfig) {
 		cerr = commit.ApplyChanges(cfg, c.f.Commit.Changes)
 		if len(c.f.Commit.Labels) > 0 {
 			if cfg.Labels == nil {

@@ -180,7 +180,10 @@ func (c *run) stepKey(i int, cur *store.Image) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return keyHex("step/v1", k.String(), rulesString(c.rules)), nil
+	// SOURCE_DATE_EPOCH too: it fixes the step image's times, and a step
+	// image made without it must not serve a capture that promises the
+	// same ID every time.
+	return keyHex("step/v1", k.String(), rulesString(c.rules), epochString(c.opts.SourceDateEpoch)), nil
 }
 
 func rulesString(rules []diff.Rule) string {
@@ -210,7 +213,7 @@ func (c *run) inContainer(cur *store.Image, createdBy string, rules []diff.Rule,
 		return nil, err
 	}
 	return commit.Commit(c.ctx, c.st, stepSource{Source: container.Committable{Name: meta.Name}, createdBy: createdBy},
-		commit.Options{Author: c.f.Commit.Author, SourceDateEpoch: c.opts.SourceDateEpoch, Now: c.opts.Now, Exclude: rules,
+		commit.Options{SourceDateEpoch: c.opts.SourceDateEpoch, Now: c.opts.Now, Exclude: rules,
 			Annotations: map[string]string{AnnotationStep: createdBy}})
 }
 
@@ -233,7 +236,7 @@ func (s stepSource) Open(ctx context.Context, st *store.Store) (*sourcing.Opened
 // putConfig stores cur with its config changed by edit and one more
 // history entry (no layer), as docker build records ENV or USER.
 func (c *run) putConfig(cur *store.Image, createdBy, comment string, edit func(*dockerspec.DockerOCIImageConfig)) (*store.Image, error) {
-	raw, err := c.editConfig(cur, createdBy, comment, edit)
+	raw, err := c.editConfig(cur, createdBy, comment, "", edit)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +247,10 @@ func (c *run) putConfig(cur *store.Image, createdBy, comment string, edit func(*
 	return imgs[0], nil
 }
 
-func (c *run) editConfig(cur *store.Image, createdBy, comment string, edit func(*dockerspec.DockerOCIImageConfig)) ([]byte, error) {
+// The author goes on the capture's own last entry only: a step's image is
+// cached across captures whose author may differ (docker build leaves its
+// steps' entries without one too).
+func (c *run) editConfig(cur *store.Image, createdBy, comment, author string, edit func(*dockerspec.DockerOCIImageConfig)) ([]byte, error) {
 	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(cur.RawConfig, &cfg); err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", short(cur), err)
@@ -252,10 +258,10 @@ func (c *run) editConfig(cur *store.Image, createdBy, comment string, edit func(
 	created := c.opts.now()
 	edit(&cfg.Config)
 	cfg.Created = &created
-	if a := c.f.Commit.Author; a != "" {
-		cfg.Author = a
+	if author != "" {
+		cfg.Author = author
 	}
-	cfg.History = append(cfg.History, ocispec.History{Created: &created, Author: c.f.Commit.Author, CreatedBy: createdBy, Comment: comment, EmptyLayer: true})
+	cfg.History = append(cfg.History, ocispec.History{Created: &created, Author: author, CreatedBy: createdBy, Comment: comment, EmptyLayer: true})
 	return json.Marshal(cfg)
 }
 
@@ -300,7 +306,7 @@ func (c *run) clean(cur *store.Image) (*store.Image, error) {
 	for _, r := range gone {
 		patterns = append(patterns, r.Pattern)
 	}
-	key := keyHex("clean/v1", cur.ID.String(), fmt.Sprint(c.f.Generalize), strings.Join(patterns, "\n"))
+	key := keyHex("clean/v1", cur.ID.String(), fmt.Sprint(c.f.Generalize), strings.Join(patterns, "\n"), epochString(c.opts.SourceDateEpoch))
 	if !c.opts.NoCache {
 		if img := c.state.lookupStep(c.st, key); img != nil {
 			fmt.Fprintf(c.out, " ---> Using cache\n ---> %s\n", short(img))

@@ -194,6 +194,24 @@ func TestCapture(t *testing.T) {
 		t.Errorf("snap inspect shows annotations %v", inspected)
 	}
 
+	// The author is on the capture's own last entry, not on the steps'
+	// (cached across captures whose author may change).
+	if st, err := store.Open(e.root); err == nil {
+		img, err := st.Lookup("golden/web:latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := img.Config.History
+		if last := h[len(h)-1]; last.Author != "Ops <ops@example.com>" || last.Comment != "golden web" || img.Config.Author != "Ops <ops@example.com>" {
+			t.Errorf("the last history entry: %+v, config author %q", last, img.Config.Author)
+		}
+		for _, e := range h[1 : len(h)-1] {
+			if e.Author != "" {
+				t.Errorf("a step's history entry has an author: %+v", e)
+			}
+		}
+	}
+
 	// docker pulls what was pushed and runs it.
 	if exec.Command("docker", "version").Run() == nil {
 		ref := reg.Ref("golden/web:latest")
@@ -282,11 +300,14 @@ steps:
 generalize: true
 tags: [repro:1]
 `), 0o644)
+	// A capture without SOURCE_DATE_EPOCH first fills the step cache; its
+	// step images (times of now) must not serve the captures with it.
+	e.must("capture", "-f", filepath.Join(dir, "capture.yaml"))
 	e.vars = append(e.vars, "SOURCE_DATE_EPOCH=1700000000")
-	id1 := e.must("capture", "-f", filepath.Join(dir, "capture.yaml"), "--no-cache")
+	id1 := e.must("capture", "-f", filepath.Join(dir, "capture.yaml"))
 	id2 := e.must("capture", "-f", filepath.Join(dir, "capture.yaml"), "--no-cache")
 	if id1 != id2 {
-		t.Errorf("SOURCE_DATE_EPOCH: %s then %s", id1, id2)
+		t.Errorf("SOURCE_DATE_EPOCH: %s, then %s from no cache", id1, id2)
 	}
 	if got := e.must("run", "--rm", "repro:1", "sh", "-c", "pwd; id -u; cat a.conf /built"); got != "/etc/app\n1000\na\nbuilt\n" {
 		t.Errorf("repro:1 runs as %q", got)
