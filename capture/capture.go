@@ -139,7 +139,8 @@ func (c *run) capture() (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	runKey := keyHex("capture/v1", c.f.Digest.String(), sources.String(), c.baseDigest.String(), epochString(c.opts.SourceDateEpoch))
+	runKey := keyHex("capture/v1", c.f.Digest.String(), sources.String(), c.baseDigest.String(), epochString(c.opts.SourceDateEpoch),
+		rulesString(layerRules(c.f)), generalizeSet())
 	tags, err := c.f.RenderTags(TagData{Time: created, BaseDigest: c.baseDigest, BaseName: c.baseName})
 	if err != nil {
 		return nil, err
@@ -185,6 +186,11 @@ func (c *run) capture() (*Result, error) {
 	}
 	if err := c.push(res, push); err != nil {
 		return nil, err
+	}
+	// A capture that skipped its pushes is not the whole capture: the
+	// next one must not call itself unchanged and push nothing.
+	if c.opts.NoPush && len(push) > 0 {
+		return res, nil
 	}
 	if err := c.state.saveRun(runKey, record{Image: final.ID, Created: time.Now().UTC()}); err != nil {
 		return nil, err

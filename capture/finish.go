@@ -68,8 +68,11 @@ func (c *run) squash(cur *store.Image) (*store.Image, error) {
 	for i := len(c.base.Config.History); i < len(cfg.History); i++ {
 		cfg.History[i].EmptyLayer = true
 	}
-	cfg.History = append(cfg.History, ocispec.History{Created: &created, Author: c.f.Commit.Author,
-		CreatedBy: fmt.Sprintf("snap capture: squash %d steps", len(c.f.Steps))})
+	// The steps may have changed nothing the layer keeps (env steps only,
+	// or only excluded paths): then there is no layer, and its entry says so.
+	noLayer := len(one.Manifest.Layers) == len(c.base.Manifest.Layers)
+	cfg.History = append(cfg.History, ocispec.History{Created: &created,
+		CreatedBy: fmt.Sprintf("snap capture: squash %d steps", len(c.f.Steps)), EmptyLayer: noLayer})
 	cfg.RootFS.DiffIDs = one.Config.RootFS.DiffIDs
 	cfg.Created = &created
 	raw, err := json.Marshal(cfg)
@@ -162,10 +165,11 @@ func (c *run) verify(img *store.Image) error {
 // tag points every tag at the result at once, after noting what the first
 // tag named before for the drift.
 func (c *run) tag(res *Result, tags []string) error {
+	var prevTag string
 	for _, t := range tags {
 		prev, err := c.st.Lookup(t)
 		if err == nil && prev.Err == nil && prev.ID != res.Image.ID {
-			res.Previous = prev
+			res.Previous, prevTag = prev, t
 			break
 		}
 	}
@@ -185,7 +189,7 @@ func (c *run) tag(res *Result, tags []string) error {
 			return fmt.Errorf("drift from %s: %w", short(res.Previous), err)
 		}
 		res.Drift = changes
-		fmt.Fprintf(c.out, "Drift from %s (%s): %s\n", tags[0], short(res.Previous), plural(len(changes), "change"))
+		fmt.Fprintf(c.out, "Drift from %s (%s): %s\n", prevTag, short(res.Previous), plural(len(changes), "change"))
 		for _, ch := range changes {
 			fmt.Fprintln(c.out, ch)
 		}
@@ -199,10 +203,9 @@ func (c *run) push(res *Result, targets []string) error {
 	if c.opts.NoPush {
 		return nil
 	}
-	name := res.Image.ID.String()
-	if len(res.Tags) > 0 {
-		name = res.Tags[0]
-	}
+	// By its manifest digest, not a tag: another command may move a tag
+	// while this one pushes, and what goes up must be what was verified.
+	name := res.Image.ManifestDesc.Digest.String()
 	for _, target := range targets {
 		for _, ref := range pushRefs(target, res.Tags) {
 			fmt.Fprintf(c.out, "Push : %s\n", ref)

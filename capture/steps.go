@@ -306,7 +306,7 @@ func (c *run) clean(cur *store.Image) (*store.Image, error) {
 	for _, r := range gone {
 		patterns = append(patterns, r.Pattern)
 	}
-	key := keyHex("clean/v1", cur.ID.String(), fmt.Sprint(c.f.Generalize), strings.Join(patterns, "\n"), epochString(c.opts.SourceDateEpoch))
+	key := keyHex("clean/v1", cur.ID.String(), fmt.Sprint(c.f.Generalize), generalizeSet(), strings.Join(patterns, "\n"), epochString(c.opts.SourceDateEpoch))
 	if !c.opts.NoCache {
 		if img := c.state.lookupStep(c.st, key); img != nil {
 			fmt.Fprintf(c.out, " ---> Using cache\n ---> %s\n", short(img))
@@ -341,10 +341,9 @@ func (c *run) clean(cur *store.Image) (*store.Image, error) {
 	if len(img.Manifest.Layers) == len(cur.Manifest.Layers) {
 		// Nothing was left to clean: no layer, and no history entry
 		// saying otherwise. The empty step image goes again.
+		// The empty step image stays (hidden, a step image): removing it
+		// by ID could take an equal image another capture just made.
 		fmt.Fprintf(c.out, " ---> nothing to clean\n")
-		if img.ID != cur.ID {
-			c.st.Remove(img.ID.String())
-		}
 		img = cur
 	} else {
 		fmt.Fprintf(c.out, " ---> %s\n", short(img))
@@ -385,4 +384,14 @@ func removeMatching(root string, rules []Rule, out io.Writer) error {
 		}
 		return nil
 	})
+}
+
+// generalizeSet names what Generalize does, for the keys of what it made:
+// a snap whose set differs must not take an image the old set cleaned.
+func generalizeSet() string {
+	var b strings.Builder
+	for _, r := range Rules() {
+		fmt.Fprintf(&b, "%s %s %v %v\n", r.Item, r.Pattern, r.Truncate, r.Keep)
+	}
+	return b.String()
 }

@@ -412,3 +412,60 @@ push: [`+reg.Ref("term/app")+`]
 		t.Errorf("the image ID is not the last line before DONE:\n%s", screen)
 	}
 }
+
+// TestCaptureReviewFixes: a capture that skipped its pushes is not
+// "unchanged" for the next one, which pushes; a squash of steps that change
+// no file gives a valid image (as many layered history entries as layers);
+// the drift names the tag that held the previous image.
+func TestCaptureReviewFixes(t *testing.T) {
+	e := registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	dir := filepath.Join(e.dir, "c")
+	os.MkdirAll(dir, 0o755)
+	cf := filepath.Join(dir, "capture.yaml")
+	os.WriteFile(cf, []byte(`base: base:1
+steps:
+  - run: echo ${n} > /n
+tags: ["rf:${n}", rf:latest]
+push: [`+reg.Ref("rf/app")+`]
+vars: {n: "1"}
+`), 0o644)
+	e.must("capture", "-f", cf, "--no-push")
+	_, errs, code := e.snap("capture", "-f", cf)
+	if code != 0 || strings.Contains(errs, "Unchanged") || !strings.Contains(errs, "Push : "+reg.Ref("rf/app:latest")) {
+		t.Errorf("the capture after --no-push: exit %d:\n%s", code, errs)
+	}
+	_, errs, code = e.snap("capture", "-f", cf, "-e", "n=2", "--no-push")
+	if code != 0 || !strings.Contains(errs, "Drift from rf:latest (") {
+		t.Errorf("a capture with a new tag: exit %d, the drift should come from rf:latest:\n%s", code, errs)
+	}
+
+	os.WriteFile(filepath.Join(dir, "sq.yaml"), []byte(`base: base:1
+steps:
+  - env: A=1
+  - user: user
+commit: {squash: true}
+tags: [sq:env]
+`), 0o644)
+	e.must("capture", "-f", filepath.Join(dir, "sq.yaml"))
+	st, err := store.Open(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := st.Lookup("sq:env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layered := 0
+	for _, h := range img.Config.History {
+		if !h.EmptyLayer {
+			layered++
+		}
+	}
+	if layered != len(img.Config.RootFS.DiffIDs) || len(img.Manifest.Layers) != len(img.Config.RootFS.DiffIDs) {
+		t.Errorf("squash of env steps: %d layered history entries, %d diff_ids, %d layers", layered, len(img.Config.RootFS.DiffIDs), len(img.Manifest.Layers))
+	}
+	if got := e.must("run", "--rm", "sq:env", "sh", "-c", "echo $A; id -u"); got != "1\n1000\n" {
+		t.Errorf("sq:env runs as %q", got)
+	}
+}
