@@ -248,21 +248,6 @@ func TestFileDigest(t *testing.T) {
 	}
 }
 
-func TestCaptureTime(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 7200))
-	if got, err := CaptureTime(now, ""); err != nil || !got.Equal(now) || got.Location() != time.UTC {
-		t.Errorf("no epoch: %v %v", got, err)
-	}
-	if got, err := CaptureTime(now, "86400"); err != nil || !got.Equal(time.Unix(86400, 0)) {
-		t.Errorf("epoch: %v %v", got, err)
-	}
-	for _, bad := range []string{"x", "-1", "1.5"} {
-		if _, err := CaptureTime(now, bad); err == nil {
-			t.Errorf("SOURCE_DATE_EPOCH=%s taken", bad)
-		}
-	}
-}
-
 func TestRenderTagsChecksResults(t *testing.T) {
 	f, err := Parse([]byte("base: b\ntags: ['golden:{{.BaseName}}']\npush: ['localhost:5000/g:{{.BaseName}}']\n"), ".", nil)
 	if err != nil {

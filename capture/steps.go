@@ -98,11 +98,8 @@ func (c *run) step(i int, cur *store.Image) (*store.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !c.opts.NoCache {
-		if img := c.state.lookupStep(c.st, key); img != nil {
-			fmt.Fprintf(c.out, " ---> Using cache\n ---> %s\n", short(img))
-			return img, nil
-		}
+	if img := c.cached(key); img != nil {
+		return img, nil
 	}
 	var img *store.Image
 	switch {
@@ -168,6 +165,19 @@ func (c *run) start(meta *container.Meta, stdio container.Stdio) (int, error) {
 		return code, c.ctx.Err()
 	}
 	return code, err
+}
+
+// cached is the image a step of this key made before, said as a build
+// says it; nil when there is none or the cache is not to be used.
+func (c *run) cached(key string) *store.Image {
+	if c.opts.NoCache {
+		return nil
+	}
+	img := c.state.lookupStep(c.st, key)
+	if img != nil {
+		fmt.Fprintf(c.out, " ---> Using cache\n ---> %s\n", short(img))
+	}
+	return img
 }
 
 func short(img *store.Image) string { return img.ID.Encoded()[:12] }
@@ -307,11 +317,8 @@ func (c *run) clean(cur *store.Image) (*store.Image, error) {
 		patterns = append(patterns, r.Pattern)
 	}
 	key := keyHex("clean/v1", cur.ID.String(), fmt.Sprint(c.f.Generalize), generalizeSet(), strings.Join(patterns, "\n"), epochString(c.opts.SourceDateEpoch))
-	if !c.opts.NoCache {
-		if img := c.state.lookupStep(c.st, key); img != nil {
-			fmt.Fprintf(c.out, " ---> Using cache\n ---> %s\n", short(img))
-			return img, nil
-		}
+	if img := c.cached(key); img != nil {
+		return img, nil
 	}
 	img, err := c.inContainer(cur, what, nil, func(meta *container.Meta) error {
 		root, err := c.m.Mount(meta)

@@ -2,7 +2,6 @@ package capture
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -15,7 +14,8 @@ import (
 
 // TagData is what tag and push templates are rendered from.
 type TagData struct {
-	// Time is the capture's time (CaptureTime); {{.Date}} is its UTC date.
+	// Time is the capture's time (Options.SourceDateEpoch when set);
+	// {{.Date}} is its UTC date.
 	Time time.Time
 	// BaseDigest is the base image's digest (its ID); {{.BaseDigest}} is
 	// its first 12 hex digits, as docker shows an ID.
@@ -31,19 +31,6 @@ type tagView struct {
 	BaseDigest string
 	BaseName   string
 	Vars       map[string]string
-}
-
-// CaptureTime is the time a capture records: SOURCE_DATE_EPOCH (given as
-// sourceDateEpoch, "" when unset) when set, else now; UTC either way.
-func CaptureTime(now time.Time, sourceDateEpoch string) (time.Time, error) {
-	if sourceDateEpoch == "" {
-		return now.UTC(), nil
-	}
-	s, err := strconv.ParseInt(sourceDateEpoch, 10, 64)
-	if err != nil || s < 0 {
-		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH %q: not a number of seconds", sourceDateEpoch)
-	}
-	return time.Unix(s, 0).UTC(), nil
 }
 
 // RenderTags renders the file's tags and checks each as a local tag;

@@ -67,11 +67,17 @@ type Change struct {
 // characters a terminal would misread (a newline would forge a second line)
 // is quoted Go-style; others print as docker prints them.
 func (c Change) String() string {
-	p := "/" + c.Path
+	return string(c.Kind) + " " + QuotePath("/"+c.Path)
+}
+
+// QuotePath is p as a change line shows it: as it is, or quoted Go-style
+// when it holds characters a terminal would misread (a newline would forge
+// a second line).
+func QuotePath(p string) string {
 	if !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return !strconv.IsPrint(r) }) {
-		p = strconv.Quote(p)
+		return strconv.Quote(p)
 	}
-	return string(c.Kind) + " " + p
+	return p
 }
 
 // Walker is a change-walker: it yields the changes of one layer, in

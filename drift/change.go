@@ -8,9 +8,8 @@ package drift
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
-	"unicode/utf8"
+
+	"snap/diff"
 )
 
 // Kind says how a path differs, as `docker diff` prints it.
@@ -67,13 +66,9 @@ type Change struct {
 // String renders the change as a `docker diff` line followed, for a
 // regular file, by its size: "C /etc/motd  (12 B, was 11 B)". A path
 // holding characters a terminal would misread (a newline would forge a
-// second line) is quoted Go-style, as diff.Change.String does.
+// second line) is quoted Go-style (diff.QuotePath), as diff.Change.String does.
 func (c Change) String() string {
-	p := c.Path
-	if !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return !strconv.IsPrint(r) }) {
-		p = strconv.Quote(p)
-	}
-	s := string(c.Kind) + " " + p
+	s := string(c.Kind) + " " + diff.QuotePath(c.Path)
 	switch {
 	case c.Kind == Deleted && c.OldSize >= 0:
 		s += fmt.Sprintf("  (%d B)", c.OldSize)
